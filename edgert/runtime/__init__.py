@@ -1,0 +1,1 @@
+"""Prepare-then-execute runtime: shape inference, kernel choice, memory plan, executor."""

@@ -1,0 +1,151 @@
+"""Prepare: validate every node, infer shapes, choose kernels, and plan memory, once, before any run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import GraphError, ShapeError
+from ..ir.graph import Graph, TensorInfo
+from ..ops import get_op
+from ..ops.registry import PrepareContext, Prepared
+from .planner import Buffer, MemoryPlan, plan_memory
+
+
+@dataclass
+class PreparedNode:
+    node: object
+    opdef: object
+    attrs: dict
+    prepared: Prepared | None  # None for pure views (the output reuses the input's bytes)
+
+
+def infer_graph(graph: Graph, file=None, check_declared: bool = True):
+    """Run every op's validation and shape inference; returns [(node, opdef, attrs, in_infos)].
+
+    With ``check_declared`` the inferred types must equal those stored in the graph (a loaded file);
+    without it the graph's tensor table is filled in (a converter building a graph).
+    """
+    ctx = PrepareContext(graph, file=file)
+    out = []
+    for node in graph.nodes:
+        opdef = get_op(node.op)
+        if opdef is None:
+            raise GraphError(f"op '{node.op}' is not supported by this edgert version", file=file,
+                             node=node.name, op=node.op, hint="upgrade edgert or reconvert the model")
+        opdef.check_arity(node, file=file)
+        attrs = opdef.resolve_attrs(node, file=file)
+        ins = [graph.tensors[n] if n else None for n in node.inputs]
+        try:
+            results = opdef.infer(node, attrs, ins, ctx)
+        except ShapeError as exc:
+            exc.file = exc.file or (str(file) if file else None)
+            raise
+        except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as exc:
+            raise ShapeError(f"invalid attributes or input shapes ({type(exc).__name__}: {exc})",
+                             file=file, node=node.name, op=node.op) from None
+        if len(results) != len(node.outputs):
+            raise ShapeError(f"inference gave {len(results)} outputs for {len(node.outputs)} names",
+                             file=file, node=node.name, op=node.op)
+        for name, (shape, dtype) in zip(node.outputs, results):
+            shape = tuple(int(d) for d in shape)
+            declared = graph.tensors.get(name)
+            if check_declared:
+                if declared is None or tuple(declared.shape) != shape or declared.dtype != dtype:
+                    got = f"{list(declared.shape)} {declared.dtype}" if declared else "nothing"
+                    raise ShapeError(f"output '{name}' is declared as {got} but the op computes {list(shape)} {dtype}",
+                                     file=file, node=node.name, op=node.op)
+            else:
+                graph.tensors[name] = TensorInfo(name, shape, dtype)
+        out.append((node, opdef, attrs, ins))
+    return out
+
+
+class _Groups:
+    """Union-find over tensor names: tensors in one group share one buffer."""
+
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, keep, other):
+        self.parent[self.find(other)] = self.find(keep)
+
+
+def prepare_graph(graph: Graph, threads: int = 1, file=None, options=None):
+    """Infer, prepare every node, and plan memory. Returns (prepared nodes, plan, tensor->buffer map)."""
+    inferred = infer_graph(graph, file=file)
+    ctx = PrepareContext(graph, threads=threads, file=file, options=options)
+    groups = _Groups()
+    n_steps = len(inferred)
+    last_use = {}
+    for step, (node, *_rest) in enumerate(inferred):
+        for name in node.inputs:
+            if name and name not in graph.consts:
+                last_use[name] = step
+    for name in graph.outputs:
+        last_use[name] = n_steps
+    prepared_nodes = []
+    scratch_buffers = []
+    for step, (node, opdef, attrs, ins) in enumerate(inferred):
+        outs = [graph.tensors[n] for n in node.outputs]
+        src = node.inputs[opdef.view_of] if opdef.view_of is not None else None
+        if src and src not in graph.consts and graph.tensors[src].nbytes == outs[0].nbytes:
+            groups.union(src, node.outputs[0])
+            prepared_nodes.append(PreparedNode(node, opdef, attrs, None))
+            continue
+        try:
+            prepared = opdef.prepare(node, attrs, ins, outs, ctx)
+        except ShapeError as exc:
+            exc.file = exc.file or (str(file) if file else None)
+            raise
+        prepared_nodes.append(PreparedNode(node, opdef, attrs, prepared))
+        for k, (shape, dtype) in enumerate(prepared.scratch):
+            info = TensorInfo(f"{node.name}#scratch{k}", tuple(shape), dtype)
+            scratch_buffers.append(Buffer(info.name, info.nbytes, step, step))
+        if opdef.inplace is not None and len(node.inputs) > opdef.inplace:
+            src = node.inputs[opdef.inplace]
+            if (src and src not in graph.consts and graph.tensors[src].nbytes == outs[0].nbytes
+                    and graph.tensors[src].dtype == outs[0].dtype
+                    and _group_last_use(groups, src, last_use) == step):
+                groups.union(src, node.outputs[0])
+    buffers = _tensor_buffers(graph, groups, inferred, n_steps) + scratch_buffers
+    plan = plan_memory(buffers)
+    return prepared_nodes, plan, groups
+
+
+def _group_last_use(groups, name, last_use):
+    root = groups.find(name)
+    return max(step for member, step in last_use.items() if groups.find(member) == root)
+
+
+def _tensor_buffers(graph, groups, inferred, n_steps):
+    spans = {}
+    def touch(name, step):
+        root = groups.find(name)
+        size = graph.tensors[name].nbytes
+        lo, hi, sz = spans.get(root, (step, step, 0))
+        spans[root] = (min(lo, step), max(hi, step), max(sz, size))
+    for name in graph.inputs:
+        touch(name, 0)
+    for step, (node, *_rest) in enumerate(inferred):
+        for name in node.inputs:
+            if name and name not in graph.consts:
+                touch(name, step)
+        for name in node.outputs:
+            touch(name, step)
+    for name in graph.outputs:
+        if name not in graph.consts:
+            touch(name, n_steps)
+    return [Buffer(root, size, lo, hi) for root, (lo, hi, size) in spans.items()]
+
+
+def summarize(plan: MemoryPlan) -> dict:
+    return {"arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.lower_bound,
+            "ratio": round(plan.arena_bytes / plan.lower_bound, 4) if plan.lower_bound else 1.0,
+            "strategy": plan.strategy, "buffers": len(plan.buffers)}

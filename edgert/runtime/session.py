@@ -1,0 +1,186 @@
+"""``Session``: a prepared model bound to one arena. ``run`` copies inputs in, calls kernels, copies outputs out.
+
+After construction nothing is allocated per run except the returned output copies: each step is a
+kernel function and a pre-bound argument tuple of arena views and packed weights.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..dtypes import DTYPES
+from ..errors import EdgertError, InputError
+from ..ir.format import read_ert
+from ..ir.graph import Graph
+from .planner import ALIGN
+from .prepare import prepare_graph, summarize
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output as users see it (like onnxruntime's NodeArg)."""
+
+    name: str
+    shape: tuple
+    dtype: np.dtype
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class Session:
+    """A loaded, prepared model. Create it with ``edgert.load``."""
+
+    def __init__(self, graph: Graph, path=None, threads=None, board=None, options=None):
+        self.path = Path(path) if path else None
+        self.graph = graph
+        self.board = board
+        self.threads = int(threads) if threads else default_threads()
+        if self.threads < 1:
+            raise InputError(f"threads must be >= 1, got {threads}")
+        self.options = dict(options or {})
+        t0 = time.perf_counter()
+        self.nodes, self.plan, self._groups = prepare_graph(graph, threads=self.threads, file=self.path,
+                                                            options=self.options)
+        self._arena = np.zeros(self.plan.arena_bytes + ALIGN, dtype=np.uint8)
+        self._base = (-self._arena.ctypes.data) % ALIGN
+        self._views = {}
+        self.steps = self._bind()
+        self.prepare_seconds = time.perf_counter() - t0
+        self._lock = threading.Lock()
+        self.inputs = [TensorSpec(n, tuple(graph.tensors[n].shape), DTYPES[graph.tensors[n].dtype].newbyteorder("="))
+                       for n in graph.inputs]
+        self.outputs = [TensorSpec(n, tuple(graph.tensors[n].shape), DTYPES[graph.tensors[n].dtype].newbyteorder("="))
+                        for n in graph.outputs]
+
+    # --- binding ---------------------------------------------------------------------------------
+    def view(self, name: str) -> np.ndarray:
+        """The arena view (or constant) that holds tensor ``name``."""
+        if name in self._views:
+            return self._views[name]
+        if name in self.graph.consts:
+            return self.graph.const_value(name)
+        info = self.graph.tensors[name]
+        offset = self._base + self.plan.offset_of(self._groups.find(name))
+        dtype = DTYPES[info.dtype].newbyteorder("=")
+        view = self._arena[offset:offset + info.nbytes].view(dtype).reshape(info.shape)
+        self._views[name] = view
+        return view
+
+    def _scratch(self, pnode, k):
+        shape, dtype = pnode.prepared.scratch[k]
+        offset = self._base + self.plan.offset_of(f"{pnode.node.name}#scratch{k}")
+        dt = DTYPES[dtype].newbyteorder("=")
+        nbytes = int(np.prod(shape)) * dt.itemsize
+        return self._arena[offset:offset + nbytes].view(dt).reshape(shape)
+
+    def _bind(self):
+        steps = []
+        for pnode in self.nodes:
+            if pnode.prepared is None:
+                continue
+            ins = [self.view(n) if n else None for n in pnode.node.inputs]
+            outs = [self.view(n) for n in pnode.node.outputs]
+            scratch = [self._scratch(pnode, k) for k in range(len(pnode.prepared.scratch))]
+            steps.append((pnode.prepared.fn, pnode.prepared.bind(ins, outs, scratch)))
+        return steps
+
+    # --- running ---------------------------------------------------------------------------------
+    def _feed(self, feeds) -> None:
+        if not isinstance(feeds, dict):
+            raise InputError("inputs must be a dict of {name: array}", file=self.path)
+        expected = {s.name: s for s in self.inputs}
+        unknown = sorted(set(feeds) - set(expected))
+        missing = sorted(set(expected) - set(feeds))
+        if unknown or missing:
+            raise InputError(
+                (f"unknown input(s) {unknown}; " if unknown else "") + (f"missing input(s) {missing}; " if missing else "")
+                + "the model takes " + ", ".join(f"{s.name} {list(s.shape)} {s.dtype}" for s in self.inputs),
+                file=self.path)
+        for name, value in feeds.items():
+            spec = expected[name]
+            array = np.asarray(value)
+            if array.dtype != spec.dtype:
+                raise InputError(f"input '{name}' has dtype {array.dtype}, the model takes {spec.dtype}",
+                                 file=self.path, hint=f"cast it with .astype(np.{spec.dtype.name})")
+            if tuple(array.shape) != spec.shape:
+                raise InputError(f"input '{name}' has shape {list(array.shape)}, the model takes {list(spec.shape)}",
+                                 file=self.path, hint="reconvert with --input-shape to change the input size")
+            np.copyto(self.view(name), array)
+
+    def run(self, feeds: dict, output_names=None) -> dict:
+        """Run the model. Returns {output name: array}; the arrays are copies the caller owns."""
+        names = list(output_names) if output_names else [s.name for s in self.outputs]
+        bad = [n for n in names if n not in self.graph.tensors]
+        if bad:
+            raise InputError(f"unknown output name(s) {bad}", file=self.path)
+        with self._lock:
+            self._set_threads()
+            self._feed(feeds)
+            for fn, args in self.steps:
+                fn(*args)
+            return {n: np.array(self.view(n), copy=True) for n in names}
+
+    def _set_threads(self) -> None:
+        import numba
+        if numba.get_num_threads() != min(self.threads, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+
+    # --- what the runtime decided ----------------------------------------------------------------
+    def describe(self) -> dict:
+        nodes = []
+        for p in self.nodes:
+            info = {"name": p.node.name, "op": p.node.op,
+                    "inputs": list(p.node.inputs), "outputs": list(p.node.outputs),
+                    "shape": list(self.graph.tensors[p.node.outputs[0]].shape),
+                    "weight_bytes": int(sum(self.graph.consts[n].nbytes for n in p.node.inputs
+                                            if n and n in self.graph.consts))}
+            if p.prepared is None:
+                info.update(kernel="view", reason="output reuses the input's bytes (no copy)")
+            else:
+                info.update(kernel=p.prepared.kernel, reason=p.prepared.reason,
+                            packed_bytes=p.prepared.persistent_bytes)
+            nodes.append(info)
+        weights = sum(v.nbytes for v in self.graph.consts.values())
+        return {
+            "file": str(self.path) if self.path else None,
+            "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype)} for s in self.inputs],
+            "outputs": [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype)} for s in self.outputs],
+            "threads": self.threads,
+            "nodes": nodes,
+            "weight_bytes": int(weights),
+            "packed_bytes": int(sum(p.prepared.persistent_bytes for p in self.nodes if p.prepared)),
+            "memory": summarize(self.plan),
+            "metadata": self.graph.metadata,
+        }
+
+
+def load(path, board=None, threads=None, verify: bool = True, options=None) -> Session:
+    """Load an .ert model and prepare it for running (the ONNX Runtime ``InferenceSession`` of edgert).
+
+    Parameters
+    ----------
+    path : str or Path
+        The .ert file, from ``edgert convert``.
+    board : str, optional
+        A board profile id (see ``edgert boards``); sets threads and the memory budget.
+    threads : int, optional
+        Kernel threads; overrides the board profile. Default: all CPUs this process may use.
+    verify : bool
+        Check every weight blob's checksum while loading.
+    """
+    graph = read_ert(path, verify=verify)
+    try:
+        return Session(graph, path=path, threads=threads, board=board, options=options)
+    except EdgertError:
+        raise
