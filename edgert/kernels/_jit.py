@@ -8,8 +8,34 @@ reproducible for a given machine and thread count.
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numba
 from numba import prange  # noqa: F401  (re-exported for kernel modules)
+
+def _source_digest() -> str:
+    """Hash of every kernel source file: numba's cache only checks the decorated function's own file,
+    so a change to a shared helper (e.g. act.py) would otherwise leave stale machine code in use."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EDGERT_CACHE_DIR") or Path.home() / ".cache" / "edgert") / "numba"
+
+
+def _configure_cache() -> None:
+    # An explicit NUMBA_CACHE_DIR from the user wins; otherwise one directory per kernel-source version.
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        numba.config.CACHE_DIR = str(cache_root() / _source_digest())
+
+
+_configure_cache()
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 

@@ -26,7 +26,8 @@ def apply_act(v, code, a, b):
     if code == NONE:
         return v
     if code == RELU:
-        return v if v > 0.0 else v * 0.0
+        # NaN stays NaN (v != v); -inf and negatives become exactly 0 like max(v, 0).
+        return v if (v > 0.0 or v != v) else 0.0
     if code == CLIP:
         return min(max(v, a), b)
     if code == SIGMOID:
