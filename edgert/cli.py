@@ -1,0 +1,229 @@
+"""The ``edgert`` command line: convert, run, inspect, bench, demo.
+
+Every failure edgert anticipates is an ``EdgertError``: the CLI prints one line and exits with that
+error's code (``--debug`` shows the traceback). Converters are imported only inside the commands
+that need them, so the board-side install (numpy, numba, click) runs everything but ``convert``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .errors import EdgertError, InputError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdgertError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            click.echo(f"edgert: {exc.kind}: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group)
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.version_option(package_name="edgert")
+@click.pass_context
+def main(ctx, debug):
+    """edgert: run sparse, memory-frugal models on edge boards."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def parse_dims(text: str):
+    try:
+        dims = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if not dims or any(d <= 0 for d in dims):
+        raise InputError(f"bad dims {text!r}; write them like 1x3x224x224")
+    return dims
+
+
+def parse_assignments(values, what):
+    out = {}
+    for item in values:
+        name, sep, rest = item.partition("=")
+        if not sep or not name or not rest:
+            raise InputError(f"bad {what} {item!r}; write NAME=VALUE")
+        out[name] = rest
+    return out
+
+
+@main.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False), help="The .ert file to write.")
+@click.option("--input-shape", multiple=True, metavar="NAME=DIMS", help="Fix an input's shape, e.g. input=1x3x224x224.")
+@click.option("--fp16", is_flag=True, help="Store float weights in half precision (computed in fp32).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def convert(src, dst, input_shape, fp16, quiet):
+    """Convert an ONNX or TFLite model to an .ert file."""
+    try:
+        from converters.convert import convert as run_convert
+    except ImportError as exc:
+        raise InputError(f"the converters are not installed ({exc.name})",
+                         hint="pip install 'edgert[convert]' on the host; boards only need the .ert file") from None
+    shapes = {k: parse_dims(v) for k, v in parse_assignments(input_shape, "--input-shape").items()}
+    t0 = time.perf_counter()
+    with _Progress(enabled=not quiet) as progress:
+        report = run_convert(src, dst, input_shapes=shapes, fp16=fp16, progress=progress)
+    click.echo(f"wrote {dst}: {report.summary()} in {time.perf_counter() - t0:.2f} s")
+
+
+class _Progress:
+    """A progress bar on stderr, driven by (stage, done, total) callbacks."""
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.stage = None
+        self.bar = None
+
+    def __call__(self, stage, done, total):
+        if not self.enabled:
+            return
+        if stage != self.stage:
+            self._close()
+            self.stage = stage
+            self.bar = click.progressbar(length=max(total, 1), label=f"{stage:<12}", file=sys.stderr)
+            self.bar.__enter__()
+            self.done = 0
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def _close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._close()
+
+
+def _load(model, threads, board):
+    from .runtime.session import load
+    return load(model, threads=threads, board=board)
+
+
+def _read_inputs(sess, inputs, seed):
+    given = parse_assignments(inputs, "--input")
+    feeds = {}
+    for spec in sess.inputs:
+        if spec.name in given:
+            path = Path(given.pop(spec.name))
+            try:
+                feeds[spec.name] = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"cannot read input '{spec.name}' from {path}: {exc}") from None
+        else:
+            rng = np.random.default_rng(seed)
+            feeds[spec.name] = rng.random(spec.shape, dtype=np.float64).astype(spec.dtype) \
+                if spec.dtype.kind == "f" else np.zeros(spec.shape, spec.dtype)
+    if given:
+        raise InputError(f"the model has no input(s) {sorted(given)}; inputs: {[s.name for s in sess.inputs]}")
+    return feeds
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy",
+              help="An input array (.npy). Inputs not given are filled with seeded uniform noise.")
+@click.option("--output", "output", type=click.Path(dir_okay=False), help="Write all outputs to this .npz file.")
+@click.option("--threads", type=int, default=None, help="Kernel threads (default: all CPUs).")
+@click.option("--board", default=None, help="Board profile id (see `edgert boards`).")
+@click.option("--seed", default=0, show_default=True, help="Seed for generated inputs.")
+def run(model, inputs, output, threads, board, seed):
+    """Run a model once and print (or save) its outputs."""
+    sess = _load(model, threads, board)
+    feeds = _read_inputs(sess, inputs, seed)
+    t0 = time.perf_counter()
+    outs = sess.run(feeds)
+    ms = (time.perf_counter() - t0) * 1e3
+    for name, value in outs.items():
+        click.echo(f"{name}: shape {list(value.shape)} {value.dtype}  min {value.min():.6g}  max {value.max():.6g}"
+                   f"  mean {value.mean():.6g}" if value.size else f"{name}: empty {list(value.shape)}")
+    click.echo(f"first run: {ms:.2f} ms (includes kernel compilation on a cold cache)")
+    if output:
+        from .fileio import atomic_write
+        with atomic_write(output) as fh:
+            np.savez(fh, **outs)
+        click.echo(f"wrote {output}")
+
+
+def _fmt_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--threads", type=int, default=None)
+@click.option("--board", default=None, help="Board profile id: show the fit against its memory budget.")
+def inspect(model, as_json, threads, board):
+    """Show what the runtime decided: ops, kernels and why, weights, memory plan."""
+    info = _load(model, threads, board).describe()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"model {info['file']}  ({info['threads']} threads)")
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            click.echo(f"  {kind[:-1]:<6} {t['name']}  {t['shape']}  {t['dtype']}")
+    click.echo(f"\n{'node':<40} {'op':<18} {'output':<20} {'kernel':<26} why")
+    for n in info["nodes"]:
+        click.echo(f"{n['name'][:40]:<40} {n['op']:<18} {'x'.join(map(str, n['shape'])):<20} {n['kernel']:<26} "
+                   f"{n['reason']}")
+    mem = info["memory"]
+    click.echo(f"\nops: {len(info['nodes'])}   weights: {_fmt_bytes(info['weight_bytes'])} (memory-mapped)"
+               f"   packed weights: {_fmt_bytes(info['packed_bytes'])}")
+    click.echo(f"arena: {_fmt_bytes(mem['arena_bytes'])}   lower bound: {_fmt_bytes(mem['lower_bound_bytes'])}"
+               f"   ratio {mem['ratio']:.3f} ({mem['strategy']}, {mem['buffers']} buffers)")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--threads", type=int, default=None)
+@click.option("--board", default=None)
+@click.option("--runs", default=50, show_default=True, help="Timed runs (at least).")
+@click.option("--warmup", default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench(model, threads, board, runs, warmup, as_json):
+    """Time a model: load, first run, then median/p90 latency and peak RSS."""
+    from .runtime.bench import bench_model
+    result = bench_model(model, threads=threads, board=board, runs=runs, warmup=warmup)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['model']}  threads {result['threads']}")
+    click.echo(f"load+prepare {result['load_ms']:.1f} ms   first run {result['first_run_ms']:.1f} ms")
+    click.echo(f"latency median {result['median_ms']:.3f} ms   p90 {result['p90_ms']:.3f} ms   min {result['min_ms']:.3f} ms"
+               f"   ({result['runs']} runs)")
+    click.echo(f"peak RSS {result['peak_rss_mib']:.1f} MiB   arena {_fmt_bytes(result['arena_bytes'])}")
+
+
+@main.command()
+@click.option("--out-dir", default="edgert-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where the demo writes its ONNX and .ert files.")
+@click.option("--threads", type=int, default=None)
+def demo(out_dir, threads):
+    """Build a small built-in convnet, convert it, run it, and check it against onnxruntime if present."""
+    from .demo import run_demo
+    run_demo(Path(out_dir), threads=threads, echo=click.echo)
+
+
+if __name__ == "__main__":
+    main()
