@@ -1,0 +1,226 @@
+"""Benchmark edgert against onnxruntime on whole models, side by side in one run, as ratios.
+
+    python tools/bench_models.py                      # all default models, 1 and 2 threads
+    python tools/bench_models.py --models mobilenet_v2 --threads 1 --json out.json
+    python tools/bench_models.py --markdown BENCHMARKS-foundation.md
+
+For each model and thread count, edgert and onnxruntime run in the same process, interleaved in
+rounds, so machine noise hits both; we report medians and the ratio edgert/ORT (< 1 is faster).
+Cold start (empty Numba cache) and warm start (cached kernels: load + first run) are measured in
+fresh subprocesses, as is each engine's peak RSS. "foreign" is the CPU time other processes used
+during the timed window, in cores: numbers taken with more than ~0.3 foreign cores are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODELS = {
+    # name: (source, input shape)
+    "mobilenet_v2": ("zoo:mobilenet_v2", (1, 3, 224, 224)),
+    "efficientnet_lite0": ("zoo:efficientnet_lite0", (1, 3, 224, 224)),
+    "ppocr_cls": ("rapidocr:ch_ppocr_mobile_v2.0_cls_infer", (1, 3, 48, 192)),
+    "ppocr_det_320": ("rapidocr:ch_PP-OCRv4_det_infer", (1, 3, 320, 320)),
+    "ppocr_det_640": ("rapidocr:ch_PP-OCRv4_det_infer", (1, 3, 640, 640)),
+}
+
+
+def model_files(name, work: Path):
+    """(onnx path, ert path) for a benchmark model; converts once into ``work``."""
+    source, shape = MODELS[name]
+    kind, _, ident = source.partition(":")
+    onnx_path = work / f"{name}.onnx"
+    if kind == "zoo":
+        if not onnx_path.exists():
+            import onnx
+            from converters.zoo import MODELS as ZOO
+            onnx.save(ZOO[ident](), onnx_path)
+    else:
+        from converters.zoo.fetch import fetch_rapidocr
+        onnx_path = fetch_rapidocr()[ident]
+    ert_path = work / f"{name}.ert"
+    if not ert_path.exists():
+        from converters.convert import convert
+        inp = _onnx_input_name(onnx_path)
+        convert(onnx_path, ert_path, input_shapes={inp: shape})
+    return onnx_path, ert_path, shape
+
+
+def _onnx_input_name(path):
+    import onnx
+    m = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in m.graph.initializer}
+    return [i.name for i in m.graph.input if i.name not in inits][0]
+
+
+class Foreign:
+    """CPU time used by other processes during a window, in cores (from /proc/stat minus our rusage)."""
+
+    def __enter__(self):
+        self.t0, self.busy0, self.own0 = time.perf_counter(), _busy_seconds(), _own_seconds()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.t0
+        self.cores = max(0.0, ((_busy_seconds() - self.busy0) - (_own_seconds() - self.own0)) / wall) if wall else 0.0
+
+
+def _busy_seconds():
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def steady_state(onnx_path, ert_path, shape, threads, rounds=3, runs=20, min_seconds=0.5):
+    import onnxruntime as ort
+    import edgert
+    from edgert.runtime.bench import time_calls
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    sess = edgert.load(ert_path, threads=threads)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    osess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    feeds_e = {sess.inputs[0].name: x}
+    feeds_o = {osess.get_inputs()[0].name: x}
+    ours = sess.run(feeds_e)[sess.outputs[0].name]
+    theirs = osess.run(None, feeds_o)[0]
+    err = float(np.max(np.abs(ours - theirs)) / max(1e-12, float(np.max(np.abs(theirs)))))
+    e_times, o_times = [], []
+    with Foreign() as foreign:
+        for _ in range(rounds):
+            e_times.append(time_calls(lambda: sess.run(feeds_e), runs=runs, warmup=3, min_seconds=min_seconds))
+            o_times.append(time_calls(lambda: osess.run(None, feeds_o), runs=runs, warmup=3, min_seconds=min_seconds))
+    e, o = np.concatenate(e_times), np.concatenate(o_times)
+    mem = sess.describe()["memory"]
+    return {"threads": threads, "edgert_ms": float(np.median(e)), "edgert_p90_ms": float(np.percentile(e, 90)),
+            "ort_ms": float(np.median(o)), "ort_p90_ms": float(np.percentile(o, 90)),
+            "ratio": float(np.median(e) / np.median(o)), "rel_err": err, "foreign_cores": round(foreign.cores, 3),
+            "arena_bytes": mem["arena_bytes"], "lower_bound_bytes": mem["lower_bound_bytes"]}
+
+
+_START_PROBE = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+import numpy as np
+engine, path, shape, threads = sys.argv[1], sys.argv[2], tuple(map(int, sys.argv[3].split('x'))), int(sys.argv[4])
+x = np.random.default_rng(0).random(shape).astype(np.float32)
+t1 = time.perf_counter()
+if engine == 'edgert':
+    import edgert
+    s = edgert.load(path, threads=threads)
+    t2 = time.perf_counter()
+    s.run({s.inputs[0].name: x})
+else:
+    import onnxruntime as ort
+    o = ort.SessionOptions(); o.intra_op_num_threads = threads; o.inter_op_num_threads = 1
+    s = ort.InferenceSession(path, o, providers=['CPUExecutionProvider'])
+    t2 = time.perf_counter()
+    s.run(None, {s.get_inputs()[0].name: x})
+t3 = time.perf_counter()
+print(json.dumps({'import_ms': (t1 - t0) * 1e3, 'load_ms': (t2 - t1) * 1e3, 'first_run_ms': (t3 - t2) * 1e3,
+                  'start_ms': (t3 - t1) * 1e3, 'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def start_times(engine, path, shape, threads, cache_dir=None):
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["EDGERT_CACHE_DIR"] = str(cache_dir)
+    out = subprocess.run([sys.executable, "-c", _START_PROBE, engine, str(path), "x".join(map(str, shape)),
+                          str(threads)], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def markdown(results, command) -> str:
+    lines = [f"Command: `{command}`", "",
+             f"Machine: {os.cpu_count()} CPUs, {_cpu_name()}; date {time.strftime('%Y-%m-%d')}", "",
+             "| model | threads | edgert median ms (p90) | onnxruntime median ms (p90) | edgert / ORT | rel. error | foreign cores |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        for s in r["steady"]:
+            lines.append(f"| {name} | {s['threads']} | {s['edgert_ms']:.3f} ({s['edgert_p90_ms']:.3f}) | "
+                         f"{s['ort_ms']:.3f} ({s['ort_p90_ms']:.3f}) | **{s['ratio']:.2f}x** | {s['rel_err']:.1e} | "
+                         f"{s['foreign_cores']} |")
+    lines += ["", "Start-up, fresh process, 1 thread (cold = empty Numba cache; warm = cached kernels). "
+              "start = load + first run; import excluded.", "",
+              "| model | edgert cold start ms | edgert warm start ms (load + first run) | ORT start ms (session + first run) | warm / ORT | edgert peak RSS MiB | ORT peak RSS MiB | arena KiB | lower bound KiB | arena / bound |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        c, w, o = r["cold"], r["warm"], r["ort_start"]
+        s = r["steady"][0]
+        lines.append(f"| {name} | {c['start_ms']:.0f} | {w['start_ms']:.0f} ({w['load_ms']:.0f} + {w['first_run_ms']:.0f}) | "
+                     f"{o['start_ms']:.0f} ({o['load_ms']:.0f} + {o['first_run_ms']:.0f}) | {w['start_ms'] / o['start_ms']:.2f}x | "
+                     f"{w['peak_rss_mib']:.0f} | {o['peak_rss_mib']:.0f} | {s['arena_bytes'] / 1024:.0f} | "
+                     f"{s['lower_bound_bytes'] / 1024:.0f} | {s['arena_bytes'] / max(1, s['lower_bound_bytes']):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--work", default=None, help="Directory for converted models (default: a temp dir).")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--markdown", default=None, help="Write the tables to this file.")
+    args = ap.parse_args(argv)
+    command = "python tools/bench_models.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    work = Path(args.work or tempfile.mkdtemp(prefix="edgert-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in args.models.split(","):
+        onnx_path, ert_path, shape = model_files(name, work)
+        print(f"== {name} {shape}", flush=True)
+        cold_cache = Path(tempfile.mkdtemp(prefix="edgert-cold-"))
+        r = {"cold": start_times("edgert", ert_path, shape, 1, cache_dir=cold_cache)}
+        r["warm"] = start_times("edgert", ert_path, shape, 1, cache_dir=cold_cache)
+        r["ort_start"] = start_times("ort", onnx_path, shape, 1)
+        r["steady"] = [steady_state(onnx_path, ert_path, shape, int(t), rounds=args.rounds)
+                       for t in args.threads.split(",")]
+        for s in r["steady"]:
+            print(f"   {s['threads']}t edgert {s['edgert_ms']:.3f} ms  ort {s['ort_ms']:.3f} ms  "
+                  f"ratio {s['ratio']:.2f}  err {s['rel_err']:.1e}  foreign {s['foreign_cores']}", flush=True)
+        print(f"   cold {r['cold']['start_ms']:.0f} ms  warm {r['warm']['start_ms']:.0f} ms  "
+              f"ort {r['ort_start']['start_ms']:.0f} ms", flush=True)
+        results[name] = r
+    text = markdown(results, command)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
