@@ -37,6 +37,24 @@ def _configure_cache() -> None:
 
 _configure_cache()
 
+
+def _choose_threading_layer() -> bool:
+    """Prefer numba's OpenMP layer: unlike the default 'workqueue' layer it is safe to launch parallel
+    kernels from several Python threads at once. Returns True when concurrent launches are safe."""
+    requested = os.environ.get("NUMBA_THREADING_LAYER", "").lower()
+    if requested:
+        return requested in ("omp", "tbb", "safe", "threadsafe")
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401  (fails when no OpenMP runtime is installed)
+    except ImportError:
+        return False
+    numba.config.THREADING_LAYER = "omp"
+    return True
+
+
+# When False, sessions serialise their runs on one process-wide lock (see runtime/session.py).
+CONCURRENT_LAUNCH_SAFE = _choose_threading_layer()
+
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
 

@@ -18,7 +18,12 @@ from ..dtypes import DTYPES
 from ..errors import EdgertError, InputError
 from ..ir.format import read_ert
 from ..ir.graph import Graph
+from ..kernels._jit import CONCURRENT_LAUNCH_SAFE
 from .planner import ALIGN
+
+# Numba's 'workqueue' threading layer aborts if two threads launch parallel kernels at once; without
+# a thread-safe layer every session's run takes this lock (runs of one session always serialise).
+_PROCESS_LOCK = threading.Lock()
 from .prepare import prepare_graph, summarize
 
 
@@ -57,7 +62,7 @@ class Session:
         self._views = {}
         self.steps = self._bind()
         self.prepare_seconds = time.perf_counter() - t0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock() if CONCURRENT_LAUNCH_SAFE else _PROCESS_LOCK
         self.inputs = [TensorSpec(n, tuple(graph.tensors[n].shape), DTYPES[graph.tensors[n].dtype].newbyteorder("="))
                        for n in graph.inputs]
         self.outputs = [TensorSpec(n, tuple(graph.tensors[n].shape), DTYPES[graph.tensors[n].dtype].newbyteorder("="))
