@@ -41,7 +41,8 @@ class GraphBuilder:
             value, logical = value.astype(np.float16), "f32"
         elif logical == "f64":
             value, logical = value.astype(np.float32), "f32"
-        self.graph.consts[name] = np.ascontiguousarray(value)
+        # np.ascontiguousarray would turn a 0-d scalar into shape (1,): keep the rank.
+        self.graph.consts[name] = value if value.flags.c_contiguous else value.copy(order="C")
         self.graph.tensors[name] = TensorInfo(name, tuple(value.shape), logical)
         self._names.add(name)
         return name
