@@ -67,7 +67,8 @@ def parse_bytes(value: str | int) -> int:
     return int(Fraction(number) * scale)  # "2.8GiB" rounds down to whole bytes
 
 
-def _format_bytes(size: int) -> str:
+def format_bytes(size: int) -> str:
+    """A short human size: 600MiB, 1.5GiB, 64B."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= scale:
             return f"{size / scale:.2f}".rstrip("0").rstrip(".") + unit
@@ -329,7 +330,7 @@ def _check_memory_and_runtime(profile: BoardProfile, where) -> None:
             where,
             "memory.budget_bytes",
             f"must be positive and at most 90% of ram_bytes "
-            f"({_format_bytes(memory.ram_bytes)}), leaving room for the OS",
+            f"({format_bytes(memory.ram_bytes)}), leaving room for the OS",
         )
 
     if not 1 <= runtime.default_threads <= len(big):
@@ -584,8 +585,8 @@ def detect(
         )
     if profile is not None and mem_total and profile.memory.ram_bytes > _RAM_SLACK * mem_total:
         warnings.append(
-            f"MemTotal is {_format_bytes(mem_total)} but {profile.id} assumes "
-            f"{_format_bytes(profile.memory.ram_bytes)}; memory budget scaled down"
+            f"MemTotal is {format_bytes(mem_total)} but {profile.id} assumes "
+            f"{format_bytes(profile.memory.ram_bytes)}; memory budget scaled down"
         )
         profile = _shrink_to(profile, mem_total)
     # A 32-bit reader sees the compat feature names ("neon"), which say nothing about AArch64 SIMD.

@@ -111,9 +111,14 @@ class _Progress:
         self._close()
 
 
-def _load(model, threads, board):
+def _load(model, threads, board, memory_budget=None):
     from .runtime.session import load
-    return load(model, threads=threads, board=board)
+    return load(model, threads=threads, board=board, memory_budget=memory_budget)
+
+
+def _budget_option(f):
+    return click.option("--memory-budget", default=None, metavar="SIZE",
+                        help='Memory the model may use, e.g. 600MiB (overrides the board profile).')(f)
 
 
 def _read_inputs(sess, inputs, seed):
@@ -143,9 +148,10 @@ def _read_inputs(sess, inputs, seed):
 @click.option("--threads", type=int, default=None, help="Kernel threads (default: all CPUs).")
 @click.option("--board", default=None, help="Board profile id (see `edgert boards`).")
 @click.option("--seed", default=0, show_default=True, help="Seed for generated inputs.")
-def run(model, inputs, output, threads, board, seed):
+@_budget_option
+def run(model, inputs, output, threads, board, seed, memory_budget):
     """Run a model once and print (or save) its outputs."""
-    sess = _load(model, threads, board)
+    sess = _load(model, threads, board, memory_budget)
     feeds = _read_inputs(sess, inputs, seed)
     t0 = time.perf_counter()
     outs = sess.run(feeds)
@@ -162,10 +168,8 @@ def run(model, inputs, output, threads, board, seed):
 
 
 def _fmt_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
+    from .boards import format_bytes
+    return format_bytes(int(n))
 
 
 @main.command()
@@ -173,9 +177,10 @@ def _fmt_bytes(n):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--threads", type=int, default=None)
 @click.option("--board", default=None, help="Board profile id: show the fit against its memory budget.")
-def inspect(model, as_json, threads, board):
+@_budget_option
+def inspect(model, as_json, threads, board, memory_budget):
     """Show what the runtime decided: ops, kernels and why, weights, memory plan."""
-    info = _load(model, threads, board).describe()
+    info = _load(model, threads, board, memory_budget).describe()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -192,6 +197,10 @@ def inspect(model, as_json, threads, board):
                f"   packed weights: {_fmt_bytes(info['packed_bytes'])}")
     click.echo(f"arena: {_fmt_bytes(mem['arena_bytes'])}   lower bound: {_fmt_bytes(mem['lower_bound_bytes'])}"
                f"   ratio {mem['ratio']:.3f} ({mem['strategy']}, {mem['buffers']} buffers)")
+    fit = info["budget"]
+    if fit["budget_bytes"] is not None:
+        click.echo(f"budget{' (' + info['board'] + ')' if info['board'] else ''}: needs {_fmt_bytes(fit['need_bytes'])}"
+                   f" of {_fmt_bytes(fit['budget_bytes'])}: fits")
 
 
 @main.command()
@@ -201,10 +210,11 @@ def inspect(model, as_json, threads, board):
 @click.option("--runs", default=50, show_default=True, help="Timed runs (at least).")
 @click.option("--warmup", default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def bench(model, threads, board, runs, warmup, as_json):
+@_budget_option
+def bench(model, threads, board, runs, warmup, as_json, memory_budget):
     """Time a model: load, first run, then median/p90 latency and peak RSS."""
     from .runtime.bench import bench_model
-    result = bench_model(model, threads=threads, board=board, runs=runs, warmup=warmup)
+    result = bench_model(model, threads=threads, board=board, runs=runs, warmup=warmup, memory_budget=memory_budget)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -213,6 +223,50 @@ def bench(model, threads, board, runs, warmup, as_json):
     click.echo(f"latency median {result['median_ms']:.3f} ms   p90 {result['p90_ms']:.3f} ms   min {result['min_ms']:.3f} ms"
                f"   ({result['runs']} runs)")
     click.echo(f"peak RSS {result['peak_rss_mib']:.1f} MiB   arena {_fmt_bytes(result['arena_bytes'])}")
+
+
+@main.command()
+@click.option("--detect", is_flag=True, help="Identify this machine's board from /proc.")
+@click.option("--json", "as_json", is_flag=True)
+def boards(detect, as_json):
+    """List board profiles, or detect the board this runs on."""
+    from . import boards as B
+    if detect:
+        profile, found = B.detect()
+        info = {"profile": profile.id if profile else None, "model": found.model, "cpu_parts": list(found.cpu_parts),
+                "machine": found.machine, "kernel_machine": found.kernel_machine,
+                "userland_bits": found.userland_bits, "matched_by": found.matched_by,
+                "numba_supported": found.numba_supported, "warnings": list(found.warnings)}
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        click.echo(f"board: {info['profile'] or 'unknown'} (matched by {found.matched_by}); model {found.model!r};"
+                   f" {found.kernel_machine} kernel, {found.userland_bits}-bit userland")
+        for warning in found.warnings:
+            click.echo(f"warning: {warning}")
+        return
+    profiles = [B.load_profile(i) for i in B.list_profiles()]
+    if as_json:
+        click.echo(json.dumps([{"id": p.id, "name": p.name, "threads": p.runtime.default_threads,
+                                "budget_bytes": p.memory.budget_bytes} for p in profiles], indent=2))
+        return
+    click.echo(f"{'id':<18} {'threads':>7} {'budget':>10}  name")
+    for p in profiles:
+        click.echo(f"{p.id:<18} {p.runtime.default_threads:>7} {_fmt_bytes(p.memory.budget_bytes):>10}  {p.name}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--board", default=None)
+@click.option("--threads", type=int, default=None)
+def warm(model, board, threads):
+    """Compile every kernel the model needs into the Numba cache, so the first real run is fast."""
+    t0 = time.perf_counter()
+    sess = _load(model, threads, board)
+    feeds = {s.name: np.zeros(s.shape, s.dtype) for s in sess.inputs}
+    sess.run(feeds)
+    from .kernels._jit import cache_dir
+    click.echo(f"compiled {len(sess.steps)} steps in {time.perf_counter() - t0:.2f} s; cache: {cache_dir()}")
 
 
 @main.command()

@@ -29,6 +29,11 @@ def cache_root() -> Path:
     return Path(os.environ.get("EDGERT_CACHE_DIR") or Path.home() / ".cache" / "edgert") / "numba"
 
 
+def cache_dir() -> str:
+    """Where compiled kernels are cached (NUMBA_CACHE_DIR when set)."""
+    return os.environ.get("NUMBA_CACHE_DIR") or numba.config.CACHE_DIR
+
+
 def _configure_cache() -> None:
     # An explicit NUMBA_CACHE_DIR from the user wins; otherwise one directory per kernel-source version.
     if not os.environ.get("NUMBA_CACHE_DIR"):

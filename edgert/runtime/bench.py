@@ -36,9 +36,9 @@ def random_feeds(sess, seed: int = 0) -> dict:
     return {s.name: rng.random(s.shape).astype(s.dtype) for s in sess.inputs}
 
 
-def bench_model(path, threads=None, board=None, runs=50, warmup=5) -> dict:
+def bench_model(path, threads=None, board=None, runs=50, warmup=5, memory_budget=None) -> dict:
     t0 = time.perf_counter()
-    sess = load(path, threads=threads, board=board)
+    sess = load(path, threads=threads, board=board, memory_budget=memory_budget)
     load_ms = (time.perf_counter() - t0) * 1e3
     feeds = random_feeds(sess)
     t0 = time.perf_counter()

@@ -6,7 +6,6 @@ kernel function and a pre-bound argument tuple of arena views and packed weights
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..dtypes import DTYPES
-from ..errors import EdgertError, InputError
+from ..errors import InputError
 from ..ir.format import read_ert
 from ..ir.graph import Graph
 from ..kernels._jit import CONCURRENT_LAUNCH_SAFE
@@ -25,6 +24,7 @@ from .planner import ALIGN
 # a thread-safe layer every session's run takes this lock (runs of one session always serialise).
 _PROCESS_LOCK = threading.Lock()
 from .prepare import prepare_graph, summarize
+from .resources import check_budget, resolve_resources
 
 
 @dataclass(frozen=True)
@@ -36,27 +36,22 @@ class TensorSpec:
     dtype: np.dtype
 
 
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 class Session:
     """A loaded, prepared model. Create it with ``edgert.load``."""
 
-    def __init__(self, graph: Graph, path=None, threads=None, board=None, options=None):
+    def __init__(self, graph: Graph, path=None, threads=None, board=None, options=None, memory_budget=None):
         self.path = Path(path) if path else None
         self.graph = graph
-        self.board = board
-        self.threads = int(threads) if threads else default_threads()
-        if self.threads < 1:
-            raise InputError(f"threads must be >= 1, got {threads}")
+        self.resources = resolve_resources(board, threads, memory_budget)
+        self.board = self.resources.board
+        self.threads = self.resources.threads
         self.options = dict(options or {})
         t0 = time.perf_counter()
         self.nodes, self.plan, self._groups = prepare_graph(graph, threads=self.threads, file=self.path,
                                                             options=self.options)
+        self.budget = check_budget(self.resources, self.plan.arena_bytes,
+                                   sum(p.prepared.persistent_bytes for p in self.nodes if p.prepared),
+                                   sum(v.nbytes for v in graph.consts.values()), file=self.path)
         self._arena = np.zeros(self.plan.arena_bytes + ALIGN, dtype=np.uint8)
         self._base = (-self._arena.ctypes.data) % ALIGN
         self._views = {}
@@ -162,6 +157,9 @@ class Session:
             "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype)} for s in self.inputs],
             "outputs": [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype)} for s in self.outputs],
             "threads": self.threads,
+            "board": self.board.id if self.board is not None else None,
+            "pinned_cpus": list(self.resources.pinned_cpus),
+            "budget": self.budget,
             "nodes": nodes,
             "weight_bytes": int(weights),
             "packed_bytes": int(sum(p.prepared.persistent_bytes for p in self.nodes if p.prepared)),
@@ -170,7 +168,7 @@ class Session:
         }
 
 
-def load(path, board=None, threads=None, verify: bool = True, options=None) -> Session:
+def load(path, board=None, threads=None, verify: bool = True, options=None, memory_budget=None) -> Session:
     """Load an .ert model and prepare it for running (the ONNX Runtime ``InferenceSession`` of edgert).
 
     Parameters
@@ -178,14 +176,14 @@ def load(path, board=None, threads=None, verify: bool = True, options=None) -> S
     path : str or Path
         The .ert file, from ``edgert convert``.
     board : str, optional
-        A board profile id (see ``edgert boards``); sets threads and the memory budget.
+        A board profile id (see ``edgert boards``), a profile path, or "auto" to detect this board;
+        sets threads, core pinning and the memory budget.
     threads : int, optional
         Kernel threads; overrides the board profile. Default: all CPUs this process may use.
     verify : bool
         Check every weight blob's checksum while loading.
+    memory_budget : int or str, optional
+        Bytes (or "1GiB") the model may use; overrides the board profile. Over budget is a BudgetError.
     """
     graph = read_ert(path, verify=verify)
-    try:
-        return Session(graph, path=path, threads=threads, board=board, options=options)
-    except EdgertError:
-        raise
+    return Session(graph, path=path, threads=threads, board=board, options=options, memory_budget=memory_budget)

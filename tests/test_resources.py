@@ -1,0 +1,73 @@
+"""Threads and memory budgets from board profiles; explicit settings override the profile."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import edgert
+from edgert.cli import main
+from edgert.errors import BoardError, BudgetError, InputError
+from edgert.ir.format import write_ert
+from edgert.runtime.resources import available_cpus
+from tests.test_format import small_graph
+
+
+@pytest.fixture
+def model(tmp_path):
+    path = tmp_path / "m.ert"
+    write_ert(small_graph(), path)
+    return path
+
+
+@pytest.mark.arm
+def test_board_sets_threads_capped_to_available_cpus(model):
+    sess = edgert.load(model, board="rpi-4-4gb")
+    assert sess.threads == min(4, len(available_cpus()))
+    assert sess.describe()["board"] == "rpi-4-4gb"
+
+
+@pytest.mark.arm
+def test_explicit_threads_override_the_board(model):
+    assert edgert.load(model, board="rpi-4-4gb", threads=1).threads == 1
+
+
+@pytest.mark.arm
+def test_board_budget_is_checked(model):
+    fit = edgert.load(model, board="rpi-zero-2w").describe()["budget"]
+    assert fit["fits"] and fit["budget_bytes"] == 300 * 2**20 and fit["need_bytes"] > 0
+
+
+@pytest.mark.arm
+def test_over_budget_is_a_clear_error_with_numbers(model):
+    with pytest.raises(BudgetError) as info:
+        edgert.load(model, memory_budget="64B")
+    text = str(info.value)
+    assert "needs 100B" in text and "budget is 64B" in text and "--fp16" in text
+
+
+@pytest.mark.arm
+@pytest.mark.parametrize("kw, error", [({"board": "no-such-board"}, BoardError),
+                                       ({"memory_budget": "lots"}, InputError),
+                                       ({"threads": 0}, InputError)])
+def test_bad_settings(model, kw, error):
+    with pytest.raises(error):
+        edgert.load(model, **kw)
+
+
+@pytest.mark.arm
+def test_cli_budget_error_exit_code(model):
+    result = CliRunner().invoke(main, ["run", str(model), "--memory-budget", "10B"])
+    assert result.exit_code == BudgetError.exit_code and "memory budget is 10B" in result.output
+
+
+@pytest.mark.arm
+def test_cli_boards_lists_and_detects():
+    result = CliRunner().invoke(main, ["boards"])
+    assert result.exit_code == 0 and "rpi-4-1gb" in result.output and "x86-64-host" in result.output
+    result = CliRunner().invoke(main, ["boards", "--detect", "--json"])
+    assert result.exit_code == 0 and '"userland_bits"' in result.output
+
+
+def test_warm_compiles_and_reports_cache(model):
+    result = CliRunner().invoke(main, ["warm", str(model), "--threads", "1"])
+    assert result.exit_code == 0 and "compiled 2 steps" in result.output
