@@ -71,3 +71,17 @@ def test_cli_boards_lists_and_detects():
 def test_warm_compiles_and_reports_cache(model):
     result = CliRunner().invoke(main, ["warm", str(model), "--threads", "1"])
     assert result.exit_code == 0 and "compiled 2 steps" in result.output
+
+
+@pytest.mark.arm
+def test_huge_declared_activation_is_a_budget_error_not_an_oom(tmp_path):
+    from converters.builder import GraphBuilder
+    b = GraphBuilder()
+    b.add_input("x", (2**20, 2**20))  # 4 TiB of float32
+    b.add_node("Relu", ["x"], ["y"])
+    b.add_output("y")
+    path = tmp_path / "huge.ert"
+    write_ert(b.finish(), path)
+    with pytest.raises(BudgetError) as info:
+        edgert.load(path)
+    assert "of RAM" in str(info.value)

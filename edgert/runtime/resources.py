@@ -78,12 +78,30 @@ def resolve_resources(board=None, threads=None, memory_budget=None, pin=None) ->
     return Resources(threads, budget, profile, pinned)
 
 
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def check_budget(resources: Resources, arena: int, packed: int, weights: int, file=None) -> dict:
-    """Compare what the model needs with the budget; over budget is a BudgetError saying what to do."""
+    """Compare what the model needs with the budget; over budget is a BudgetError saying what to do.
+
+    Without a budget, the machine's physical memory is the limit: a (hostile or mistaken) model that
+    declares a huge activation gets a clear error instead of an allocation that gets the process
+    OOM-killed.
+    """
     need = arena + packed + weights
     fit = {"budget_bytes": resources.budget_bytes, "need_bytes": need, "arena_bytes": arena,
            "packed_bytes": packed, "weight_bytes": weights,
            "fits": resources.budget_bytes is None or need <= resources.budget_bytes}
+    ram = physical_memory()
+    if resources.budget_bytes is None and ram and arena + packed > ram:
+        from ..boards import format_bytes as fmt
+        raise BudgetError(f"needs {fmt(arena + packed)} of working memory (arena {fmt(arena)} + packed weights "
+                          f"{fmt(packed)}) but this machine has {fmt(ram)} of RAM", file=file,
+                          hint="check the model's input shapes; reconvert with a smaller --input-shape")
     if not fit["fits"]:
         from ..boards import format_bytes as fmt
         where = f" of board {resources.board.id}" if resources.board is not None else ""
