@@ -77,9 +77,13 @@ def test_warm_compiles_and_reports_cache(model):
 def test_huge_declared_activation_is_a_budget_error_not_an_oom(tmp_path):
     from converters.builder import GraphBuilder
     b = GraphBuilder()
-    b.add_input("x", (2**20, 2**20))  # 4 TiB of float32
+    b.add_input("x", (2**15, 2**16))  # 8 GiB each, the largest tensor the file format accepts
     b.add_node("Relu", ["x"], ["y"])
-    b.add_output("y")
+    b.add_node("Sigmoid", ["x"], ["z"])
+    b.add_node("Tanh", ["x"], ["w"])  # x, y, z and w live together: 32 GiB
+    b.add_node("Add", ["y", "z"], ["a"])
+    b.add_node("Add", ["a", "w"], ["o"])
+    b.add_output("o")
     path = tmp_path / "huge.ert"
     write_ert(b.finish(), path)
     with pytest.raises(BudgetError) as info:
