@@ -1,1 +1,330 @@
-"""(being written)"""
+"""Convolution ops over NCHW: Conv and ConvTranspose (ONNX semantics with explicit pads, fused activation).
+
+Kernel choice (``prepare``):
+
+* depthwise (group == C > 1, or a single channel in and out): ``f32_dwconv_direct`` for 3x3 and 5x5
+  at stride 1 or 2 without dilation (any pads), ``f32_dwconv_generic`` for everything else;
+* 1x1, stride 1, no pads: ``f32_gemm_rows``, a GEMM straight on the input planes;
+* small K = C/g*kh*kw (a stem: 3x3 over 3 channels) at stride 1 or 2 with long output rows:
+  ``f32_conv_rows``, the GEMM micro-kernel reading padded input rows in place (no gather);
+* anything else (any kernel, stride, pads, dilation, groups): ``f32_gemm_im2col``, the same GEMM with
+  its B panels gathered from the input on the fly (no im2col buffer);
+* ConvTranspose: ``f32_convtranspose_col2im``, a GEMM into a per-image ``cols`` scratch, then col2im.
+
+``_mt`` variants run over ``ctx.threads`` workers when the node has at least PARALLEL_MIN_MACS
+multiply-adds (a parallel launch costs a few microseconds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import conv as KC
+from ..kernels import dwconv as KD
+from ..kernels import gemm as KG
+from ..kernels.act import act_args, reference_act
+from .common import ACT_ATTRS, check_activation, flat
+from .registry import OpDef, Prepared, register
+from .shape import int_attr, int_list
+
+PARALLEL_MIN_MACS = 100_000
+ROWS_MAX_K = 64  # direct convolution on rows when K = C/g*kh*kw is at most this ...
+ROWS_MAX_WASTE = 0.15  # ... and at most this fraction of each output row's last panel is padding
+_DUMMY = np.zeros(1, np.float32)  # stands in for an absent bias or an unused operand
+
+
+def writable(a: np.ndarray) -> np.ndarray:
+    """Kernels take writable arrays (one numba type); constants arrive as read-only maps: copy those."""
+    return a if a.flags.writeable else np.array(a)
+
+
+def conv_output_size(n, k, s, p0, p1, d) -> int:
+    return (n + p0 + p1 - ((k - 1) * d + 1)) // s + 1
+
+
+def _geometry_attrs(opdef, node, attrs):
+    strides = int_list(opdef, node, attrs, "strides", 2, 1)
+    pads = int_list(opdef, node, attrs, "pads", 4, 0)
+    dilations = int_list(opdef, node, attrs, "dilations", 2, 1)
+    group = int_attr(opdef, node, attrs, "group", 1)
+    return strides, pads, dilations, group
+
+
+def _check_tensors(opdef, node, ins, bias_len):
+    x, w = ins[0], ins[1]
+    for t, what in ((x, "input"), (w, "weight")):
+        if t.dtype != "f32":
+            raise opdef.error(node, f"{what} must be f32, got {t.dtype}")
+        if len(t.shape) != 4:
+            raise opdef.error(node, f"{what} must be 4-d, got {list(t.shape)}")
+    if len(ins) > 2 and ins[2] is not None:
+        b = ins[2]
+        if b.dtype != "f32" or tuple(b.shape) != (bias_len,):
+            raise opdef.error(node, f"bias must be f32 [{bias_len}], got {b.dtype} {list(b.shape)}")
+
+
+def _weights(ctx, node, ins, index):
+    """(array, is_const) for input ``index``: the constant widened to f32, or None when computed."""
+    name = node.inputs[index] if len(node.inputs) > index else ""
+    if not name:
+        return None, True
+    return (np.ascontiguousarray(ctx.const(name), np.float32), True) if ctx.is_const(name) else (None, False)
+
+
+def _workers(ctx, macs, parallel_items):
+    """Number of workers: the session's threads for enough work, else 1 (a serial kernel)."""
+    return ctx.threads if ctx.threads > 1 and macs >= PARALLEL_MIN_MACS and parallel_items > 1 else 1
+
+
+@register
+class Conv(OpDef):
+    name = "Conv"
+    family = "conv"
+    attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, **ACT_ATTRS}
+    num_inputs = (2, 3)
+    kernels = ("f32_dwconv_direct", "f32_dwconv_direct_mt", "f32_dwconv_generic", "f32_dwconv_generic_mt",
+               "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_im2col", "f32_gemm_im2col_mt", "f32_conv_rows",
+               "f32_conv_rows_mt")
+
+    def infer(self, node, attrs, ins, ctx):
+        check_activation(self, node, attrs)
+        strides, pads, dilations, group = _geometry_attrs(self, node, attrs)
+        _check_tensors(self, node, ins, ins[1].shape[0] if len(ins[1].shape) == 4 else 0)
+        N, C, H, W = ins[0].shape
+        M, Cg, kh, kw = ins[1].shape
+        if min(M, Cg, kh, kw) < 1:
+            raise self.error(node, f"weight shape {list(ins[1].shape)} has an empty dim")
+        if C % group:
+            raise self.error(node, f"group {group} does not divide the {C} input channels")
+        if M % group:
+            raise self.error(node, f"group {group} does not divide the {M} output channels")
+        if Cg * group != C:
+            raise self.error(node, f"weight expects {Cg * group} input channels ({Cg} per group x {group} "
+                                   f"groups), the input has {C}")
+        OH = conv_output_size(H, kh, strides[0], pads[0], pads[2], dilations[0])
+        OW = conv_output_size(W, kw, strides[1], pads[1], pads[3], dilations[1])
+        if OH < 1 or OW < 1:
+            raise self.error(node, f"output size {OH}x{OW} is empty: kernel {kh}x{kw} (dilations {dilations}) "
+                                   f"does not fit the padded input {H}x{W} (pads {pads})")
+        return [((N, M, OH, OW), "f32")]
+
+    def reference(self, attrs, x, w, b=None):
+        (sh, sw), (pt, pl, pb, pr), (dh, dw), group = attrs["strides"], attrs["pads"], attrs["dilations"], \
+            attrs["group"]
+        N, _, H, W = x.shape
+        M, Cg, kh, kw = w.shape
+        OH = conv_output_size(H, kh, sh, pt, pb, dh)
+        OW = conv_output_size(W, kw, sw, pl, pr, dw)
+        xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+        y = np.zeros((N, M, OH, OW))
+        Mg = M // group
+        for gi in range(group):
+            xs = xp[:, gi * Cg:(gi + 1) * Cg]
+            ws = w[gi * Mg:(gi + 1) * Mg].astype(np.float64)
+            for ki in range(kh):
+                for kj in range(kw):
+                    patch = xs[:, :, ki * dh:ki * dh + (OH - 1) * sh + 1:sh, kj * dw:kj * dw + (OW - 1) * sw + 1:sw]
+                    y[:, gi * Mg:(gi + 1) * Mg] += np.einsum("nchw,mc->nmhw", patch, ws[:, :, ki, kj])
+        if b is not None:
+            y += b.astype(np.float64)[None, :, None, None]
+        return (reference_act(y, attrs["activation"], attrs["act_a"], attrs["act_b"]).astype(x.dtype),)
+
+    def prepare(self, node, attrs, ins, outs, ctx):
+        G, C = attrs["group"], ins[0].shape[1]
+        M, Cg, kh, kw = ins[1].shape
+        macs = outs[0].size * Cg * kh * kw
+        if G == C and Cg == 1 and (G > 1 or M == 1):
+            return self._depthwise(node, attrs, ins, outs, ctx, macs)
+        return self._gemm(node, attrs, ins, outs, ctx, macs)
+
+    def _depthwise(self, node, attrs, ins, outs, ctx, macs):
+        (sh, sw), (pt, pl, _, _), (dh, dw), _ = attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"]
+        N, C, H, W = ins[0].shape
+        M, _, kh, kw = ins[1].shape
+        OH, OW = outs[0].shape[2:]
+        g = KD.geometry(N * M, M // C, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw)
+        w, w_const = _weights(ctx, node, ins, 1)
+        b, b_const = _weights(ctx, node, ins, 2)
+        packed = {"geometry": g}
+        if w_const:
+            packed["weight"] = flat(w)
+        if b_const:
+            packed["bias"] = flat(b) if b is not None else np.zeros(M, np.float32)
+        direct = kh == kw and kh in (3, 5) and sh == sw and sh in (1, 2) and dh == dw == 1
+        base = "f32_dwconv_direct" if direct else "f32_dwconv_generic"
+        what = f"{kh}x{kw} stride {sh}x{sw}" + (f" dilation {dh}x{dw}" if dh * dw > 1 else "")
+        what += " (padded rows, taps in registers)" if direct else " (through padded phase planes)"
+        T = min(_workers(ctx, macs, N * M), N * M)
+        name = base + ("_mt" if T > 1 else "")
+        act = act_args(attrs)
+
+        def bind(i, o, s):
+            weight = packed["weight"] if "weight" in packed else flat(i[1])
+            bias = packed["bias"] if "bias" in packed else flat(i[2])
+            return (flat(writable(i[0])), weight, bias, flat(o[0]), g, s[0], *act)
+
+        mult = f", channel multiplier {M // C}" if M != C else ""
+        per_worker = KD.rows_scratch_floats(OH, OW, kh, sh) if direct else KD.scratch_floats(g)
+        return Prepared(name, getattr(KD, name), bind, scratch=[((T, per_worker), "f32")], packed=packed,
+                        reason=f"depthwise {what}, {N * M} planes of {OH}x{OW}{mult}, "
+                               f"{T} thread{'s' if T > 1 else ''}")
+
+    def _gemm(self, node, attrs, ins, outs, ctx, macs):
+        (sh, sw), (pt, pl, pb, pr), (dh, dw), G = attrs["strides"], attrs["pads"], attrs["dilations"], \
+            attrs["group"]
+        N, C, H, W = ins[0].shape
+        M, Cg, kh, kw = ins[1].shape
+        OH, OW = outs[0].shape[2:]
+        Mg, K, npix = M // G, Cg * kh * kw, OH * OW
+        pointwise = kh == kw == 1 and sh == sw == 1 and pt == pl == pb == pr == 0
+        w, w_const = _weights(ctx, node, ins, 1)
+        b, b_const = _weights(ctx, node, ins, 2)
+        # Direct convolution on rows: small K (the im2col gather would cost as much as the FMAs) and
+        # output rows that fill whole panels (at most ROWS_MAX_WASTE of the last one is padding).
+        rows = (not pointwise and w_const and K <= ROWS_MAX_K and sw in (1, 2)
+                and -(-OW // KG.NR) * KG.NR <= OW * (1 + ROWS_MAX_WASTE))
+        T, chunks, pg = KG.work_split(_workers(ctx, macs, 2), N * G, Mg, npix, K)
+        if rows:
+            T, chunks, pg = T, 1 if N * G * OH >= 4 * T else min(-(-Mg // KG.MR), 4 * T), 1
+        fields = dict(m=Mg, n=npix, k=K, nimg=N, ngrp=G, mchunks=chunks, pgroup=pg, a_gs=KG.packed_a_floats(Mg, K),
+                      b_is=C * H * W, b_gs=Cg * H * W, ldb=H * W, y_is=M * npix, y_gs=Mg * npix, ldy=npix,
+                      bias_gs=Mg, bias_mode=KG.BIAS_ROW if len(ins) > 2 and ins[2] is not None else KG.BIAS_NONE)
+        if not pointwise:
+            fields.update(im_c=Cg, im_h=H, im_w=W, im_ow=OW, im_kh=kh, im_kw=kw, im_sh=sh, im_sw=sw,
+                          im_pt=pt, im_pl=pl, im_dh=dh, im_dw=dw)
+        koff = None
+        if rows:
+            RW, taps = KC.rows_layout(OW, kw, sw, dw)
+            koff = [((c * kh + ki) * sw + taps[kj][0]) * RW + taps[kj][1]
+                    for c in range(Cg) for ki in range(kh) for kj in range(kw)]
+            fields["ldb"] = RW
+            scratch = [((T, KG.MR * KG.NR + Cg * kh * sw * RW), "f32")]
+        else:
+            scratch = [((T, KG.scratch_floats(K, pg)), "f32")]
+        packed = {}
+        if w_const:
+            packed["weight"] = KG.pack_a(w.reshape(G, Mg, K))
+        else:
+            # Weights computed by the graph: packed into scratch by the kernel on every run.
+            fields.update(ap_nimg=1, ap_ngrp=G, ap_sgs=Mg * K, ap_lda=K)
+            scratch.append(((G * KG.packed_a_floats(Mg, K),), "f32"))
+        if b_const and b is not None:
+            packed["bias"] = flat(b)
+        g = KG.geometry(koff, **fields)
+        packed["geometry"] = g
+        base = "f32_gemm_rows" if pointwise else ("f32_conv_rows" if rows else "f32_gemm_im2col")
+        name = base + ("_mt" if T > 1 else "")
+        act = act_args(attrs)
+
+        def bind(i, o, s):
+            a, asrc = (packed["weight"], _DUMMY) if w_const else (flat(s[1]), flat(i[1]))
+            if "bias" in packed:
+                bias = packed["bias"]
+            else:
+                bias = flat(i[2]) if len(i) > 2 and i[2] is not None else _DUMMY
+            return (a, asrc, flat(writable(i[0])), bias, flat(o[0]), g, s[0], *act)
+
+        what = "1x1 stride 1" if pointwise else f"{kh}x{kw} stride {sh}x{sw} dilation {dh}x{dw}" + \
+            (" direct on padded rows" if rows else " im2col")
+        groups = f", {G} groups" if G > 1 else ""
+        return Prepared(name, getattr(KC if rows else KG, name), bind, scratch=scratch, packed=packed,
+                        reason=f"{what}: GEMM {Mg}x{K} @ {K}x{npix}{groups}{f', batch {N}' if N > 1 else ''}, "
+                               f"{T} thread{'s' if T > 1 else ''}"
+                               + ("" if w_const else "; weights are computed, packed every run"))
+
+
+@register
+class ConvTranspose(OpDef):
+    name = "ConvTranspose"
+    family = "conv"
+    attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "output_padding": [0, 0],
+             **ACT_ATTRS}
+    num_inputs = (2, 3)
+    kernels = ("f32_convtranspose_col2im", "f32_convtranspose_col2im_mt", "np_convtranspose")
+
+    @staticmethod
+    def output_size(n, k, s, p0, p1, d, op) -> int:
+        return s * (n - 1) + op + d * (k - 1) + 1 - p0 - p1
+
+    def infer(self, node, attrs, ins, ctx):
+        check_activation(self, node, attrs)
+        strides, pads, dilations, group = _geometry_attrs(self, node, attrs)
+        out_pad = int_list(self, node, attrs, "output_padding", 2, 0)
+        w_shape = ins[1].shape
+        _check_tensors(self, node, ins, w_shape[1] * group if len(w_shape) == 4 else 0)
+        N, C, H, W = ins[0].shape
+        Cw, Mg, kh, kw = w_shape
+        if min(Cw, Mg, kh, kw) < 1:
+            raise self.error(node, f"weight shape {list(w_shape)} has an empty dim")
+        if C % group:
+            raise self.error(node, f"group {group} does not divide the {C} input channels")
+        if Cw != C:
+            raise self.error(node, f"weight is for {Cw} input channels, the input has {C}")
+        for d in range(2):
+            if out_pad[d] >= max(strides[d], dilations[d]):
+                raise self.error(node, f"output_padding {out_pad} must be smaller than the stride or the dilation")
+        OH = self.output_size(H, kh, strides[0], pads[0], pads[2], dilations[0], out_pad[0])
+        OW = self.output_size(W, kw, strides[1], pads[1], pads[3], dilations[1], out_pad[1])
+        if OH < 1 or OW < 1:
+            raise self.error(node, f"output size {OH}x{OW} is empty (pads {pads} crop more than the "
+                                   f"{OH + pads[0] + pads[2]}x{OW + pads[1] + pads[3]} full output)")
+        return [((N, Mg * group, OH, OW), "f32")]
+
+    def reference(self, attrs, x, w, b=None):
+        (sh, sw), (pt, pl, pb, pr), (dh, dw), group = attrs["strides"], attrs["pads"], attrs["dilations"], \
+            attrs["group"]
+        oph, opw = attrs["output_padding"]
+        N, C, H, W = x.shape
+        _, Mg, kh, kw = w.shape
+        Cg = C // group
+        # Scatter into the full (uncropped) output, then crop the pads.
+        FH, FW = sh * (H - 1) + dh * (kh - 1) + 1 + oph, sw * (W - 1) + dw * (kw - 1) + 1 + opw
+        full = np.zeros((N, Mg * group, FH, FW))
+        xd = x.astype(np.float64)
+        for gi in range(group):
+            xs = xd[:, gi * Cg:(gi + 1) * Cg]
+            ws = w[gi * Cg:(gi + 1) * Cg].astype(np.float64)
+            for ki in range(kh):
+                for kj in range(kw):
+                    contrib = np.einsum("nchw,cm->nmhw", xs, ws[:, :, ki, kj])
+                    full[:, gi * Mg:(gi + 1) * Mg, ki * dh:ki * dh + sh * (H - 1) + 1:sh,
+                         kj * dw:kj * dw + sw * (W - 1) + 1:sw] += contrib
+        y = full[:, :, pt:FH - pb, pl:FW - pr]
+        if b is not None:
+            y = y + b.astype(np.float64)[None, :, None, None]
+        return (reference_act(y, attrs["activation"], attrs["act_a"], attrs["act_b"]).astype(x.dtype),)
+
+    def prepare(self, node, attrs, ins, outs, ctx):
+        (sh, sw), (pt, pl, _, _), (dh, dw), G = attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"]
+        N, C, H, W = ins[0].shape
+        _, Mg, kh, kw = ins[1].shape
+        M, OH, OW = outs[0].shape[1:]
+        w, w_const = _weights(ctx, node, ins, 1)
+        b, b_const = _weights(ctx, node, ins, 2)
+        act = act_args(attrs)
+        if not (w_const and b_const):
+            opdef = self
+
+            def run(x, wt, bias, out):
+                out[...] = opdef.reference(attrs, x, wt, bias)[0]
+
+            return Prepared("np_convtranspose", run,
+                            lambda i, o, s: (i[0], i[1], i[2] if len(i) > 2 else None, o[0]),
+                            reason="weights or bias are computed by the graph: numpy reference (slow)")
+        Cg, R, npix = C // G, Mg * kh * kw, H * W
+        macs = N * C * npix * R
+        T, chunks, pg = KG.work_split(_workers(ctx, macs, 2), G, R, npix, Cg)
+        # A for group g is its weights [C/g, R] transposed: [R, C/g].
+        a = KG.pack_a(np.swapaxes(w.reshape(G, Cg, R), 1, 2))
+        g = KG.geometry(m=R, n=npix, k=Cg, ngrp=G, mchunks=chunks, pgroup=pg, a_gs=KG.packed_a_floats(R, Cg),
+                        b_gs=Cg * npix, ldb=npix, y_gs=R * npix, ldy=npix, bias_mode=KG.BIAS_NONE)
+        ct = np.array([N, C, H, W, M, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, G], np.int64)
+        packed = {"weight": a, "geometry": g, "col2im": ct}
+        packed["bias"] = flat(b) if b is not None else _DUMMY
+        name = "f32_convtranspose_col2im" + ("_mt" if T > 1 else "")
+        return Prepared(name, getattr(KC, name),
+                        lambda i, o, s: (a, flat(writable(i[0])), packed["bias"], flat(o[0]), g, ct, flat(s[1]),
+                                         s[0], *act),
+                        scratch=[((T, KG.scratch_floats(Cg, pg)), "f32"), ((G * R * npix,), "f32")], packed=packed,
+                        reason=f"{kh}x{kw} stride {sh}x{sw}: GEMM {R}x{Cg} @ {Cg}x{npix} per group and image "
+                               f"({G} group{'s' if G > 1 else ''}), then col2im; {T} thread{'s' if T > 1 else ''}")

@@ -1,0 +1,337 @@
+"""Depthwise convolution (group == C): each output plane is one input plane filtered by its own kernel.
+
+Layouts: x [N, C, H, W] and out [N, M, OH, OW] flat; M = C * mult (a channel multiplier is allowed:
+output channel m reads input channel m // mult); w [M, kh*kw] (the ONNX weight [M, 1, kh, kw] as is,
+so no packing); bias [M] (zeros when the node has none). ``g`` is the geometry (int64):
+
+    g = [planes, mult, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, Hq, Wq]
+
+with planes = N*M, and Hq x Wq the size of one phase plane (below).
+
+How a plane is computed, so that every inner loop is long, contiguous and branch-free:
+
+1. Phases. The padded input (zero padding included) is split into sh x sw phase planes: phase
+   (a, b) holds padded rows a, a+sh, ... and columns b, b+sw, ... ([Hq][Wq], plus a zero slack row).
+   At stride 1 that is just the padded plane. Tap (ki, kj) of output (oh, ow) then reads phase
+   (ki*dh % sh, kj*dw % sw) at (oh + ki*dh // sh, ow + kj*dw // sw): a shifted contiguous run.
+2. Taps. Output rows are computed on the phase grid, OH rows of Wq (the last Wq - OW columns of each
+   row are junk, never stored): t[i] for i < OH*Wq is bias + sum over taps of w * view_tap[i], every
+   tap being one 1-D view of the phase buffer. One long loop instead of OH short ones matters:
+   LLVM's vector loop handles 64 floats per iteration and short rows (28, 56) never reach it.
+   3x3 sums its 9 taps in registers (one store per output), 5x5 one kernel row (5 taps) per pass,
+   other sizes one tap per pass.
+3. Store: out[oh, ow] = act(t[oh*Wq + ow]).
+
+Scratch per worker: sh*sw*(Hq+1)*Wq + OH*Wq floats (see ``scratch_floats``).
+``_mt`` kernels split the planes over scratch.shape[0] workers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import inline, kernel, prange
+from .act import CLIP, RELU, apply_act
+from .im2col import valid_range
+from .simd import (
+    VW,
+    vadd,
+    vbroadcast,
+    vbroadcast_at,
+    vclamp,
+    vdeinterleave,
+    vfence,
+    vfma,
+    vload,
+    vload_row,
+    vmul,
+    vstore,
+    vstore_n,
+)
+
+(D_PLANES, D_MULT, D_H, D_W, D_OH, D_OW, D_KH, D_KW, D_SH, D_SW, D_PT, D_PL, D_DH, D_DW, D_HQ,
+ D_WQ) = range(16)
+
+
+def geometry(planes, mult, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw) -> np.ndarray:
+    Hp, Wp = (OH - 1) * sh + (kh - 1) * dh + 1, (OW - 1) * sw + (kw - 1) * dw + 1
+    Hq, Wq = -(-Hp // sh), -(-Wp // sw)
+    return np.array([planes, mult, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, Hq, Wq], np.int64)
+
+
+def scratch_floats(g) -> int:
+    return int(g[D_SH] * g[D_SW] * (g[D_HQ] + 1) * g[D_WQ] + g[D_OH] * g[D_WQ])
+
+
+@inline
+def _fill(x, xo, W, off, s, d):
+    """d[j] = x[xo + j*s + off] where 0 <= j*s + off < W, else 0 (one row of a phase plane)."""
+    n = d.size
+    lo, hi = valid_range(off, s, W, 0, n)
+    for j in range(lo):
+        d[j] = 0.0
+    for j in range(hi, n):
+        d[j] = 0.0
+    if hi > lo:
+        dv = d[lo:hi]
+        start = xo + lo * s + off
+        if s == 1:
+            src = x[start:start + hi - lo]
+            for j in range(hi - lo):
+                dv[j] = src[j]
+        else:
+            src = x[start:start + (hi - lo - 1) * s + 1]
+            for j in range(hi - lo):
+                dv[j] = src[j * s]
+
+
+@inline
+def _phases(x, xo, g, P):
+    """Fill the sh*sw phase planes of the padded input plane x[xo:] into P (module docstring)."""
+    H, W, sh, sw, pt, pl = g[D_H], g[D_W], g[D_SH], g[D_SW], g[D_PT], g[D_PL]
+    Hq, Wq = g[D_HQ], g[D_WQ]
+    size = (Hq + 1) * Wq
+    for a in range(sh):
+        for b in range(sw):
+            base = (a * sw + b) * size
+            for i in range(Hq + 1):
+                row = P[base + i * Wq:base + (i + 1) * Wq]
+                ih = a + i * sh - pt
+                if i == Hq or ih < 0 or ih >= H:
+                    for j in range(Wq):
+                        row[j] = 0.0
+                else:
+                    _fill(x, xo + ih * W, W, b - pl, sw, row)
+
+
+@inline
+def _tap(P, g, ki, kj, L):
+    """The 1-D view of the phase buffer that tap (ki, kj) reads for the L grid outputs."""
+    sh, sw, dh, dw, Hq, Wq = g[D_SH], g[D_SW], g[D_DH], g[D_DW], g[D_HQ], g[D_WQ]
+    r, c = ki * dh, kj * dw
+    o = ((r % sh) * sw + c % sw) * (Hq + 1) * Wq + (r // sh) * Wq + c // sw
+    return P[o:o + L]
+
+
+@inline
+def _taps_generic(P, g, t, w, wo, b, L):
+    kh, kw = g[D_KH], g[D_KW]
+    for i in range(L):
+        t[i] = b
+    for ki in range(kh):
+        for kj in range(kw):
+            v = _tap(P, g, ki, kj, L)
+            wv = w[wo + ki * kw + kj]
+            for i in range(L):
+                t[i] += wv * v[i]
+
+
+@kernel
+def _plane_phases(x, w, bias, out, g, buf, pidx, code, p, q):
+    """Output plane pidx = n*M + m through phase planes (any kernel size, stride, dilation)."""
+    H, W, OH, OW, Hq, Wq = g[D_H], g[D_W], g[D_OH], g[D_OW], g[D_HQ], g[D_WQ]
+    nph = g[D_SH] * g[D_SW] * (Hq + 1) * Wq
+    P = buf[:nph]
+    L = OH * Wq
+    t = buf[nph:nph + L]
+    m = pidx % bias.size
+    # The input plane is n*C + m // mult, which is pidx // mult since M = C * mult.
+    _phases(x, (pidx // g[D_MULT]) * H * W, g, P)
+    _taps_generic(P, g, t, w, m * g[D_KH] * g[D_KW], bias[m], L)
+    for oh in range(OH):
+        o = out[(pidx * OH + oh) * OW:(pidx * OH + oh + 1) * OW]
+        s = t[oh * Wq:oh * Wq + OW]
+        for j in range(OW):
+            o[j] = apply_act(s[j], code, p, q)
+
+
+# --- 3x3 and 5x5 at stride 1 or 2 without dilation: padded rows, explicit vectors ---------------
+@inline
+def _rows(x, g, xo, buf, RS, Wq, K, s):
+    """Padded input rows into buf, RS floats each (zero padding from masked loads, no other pass).
+    At stride 2 a row is stored as its even columns (offset 0) and its odd columns (offset Wq), so
+    every tap reads a contiguous run."""
+    H, W, OH, pt, pl = g[D_H], g[D_W], g[D_OH], g[D_PT], g[D_PL]
+    z = vbroadcast(0.0)
+    for r in range(OH * s + K):  # one row pair past OH - 1 when OH is odd (computed, never stored)
+        ih = r - pt
+        o = r * RS
+        if ih < 0 or ih >= H:
+            for j in range(0, RS, VW):
+                vstore(buf, o + j, z)
+        elif s == 1:
+            for j in range(0, RS, VW):
+                vstore(buf, o + j, vload_row(x, xo + ih * W, j - pl, W))
+        else:
+            for j in range(0, Wq, VW):
+                c = 2 * j - pl
+                e, d = vdeinterleave(vload_row(x, xo + ih * W, c, W), vload_row(x, xo + ih * W, c + VW, W))
+                vstore(buf, o + j, e)
+                vstore(buf, o + Wq + j, d)
+
+
+@inline
+def _r3s1(P, a, RS, w0, w1, w2, w3, w4, w5, w6, w7, w8, j):
+    """VW outputs of a 3x3 stride-1 kernel from padded rows a, a+RS, a+2*RS at column j. One partial
+    sum per kernel row keeps the FMA chains short."""
+    x0 = vfma(w2, vload(P, a + j + 2), vfma(w1, vload(P, a + j + 1), vmul(w0, vload(P, a + j))))
+    a += RS
+    x1 = vfma(w5, vload(P, a + j + 2), vfma(w4, vload(P, a + j + 1), vmul(w3, vload(P, a + j))))
+    a += RS
+    x2 = vfma(w8, vload(P, a + j + 2), vfma(w7, vload(P, a + j + 1), vmul(w6, vload(P, a + j))))
+    return vadd(vadd(vfence(x0), vfence(x1)), vfence(x2))
+
+
+@inline
+def _r3s2(P, a, RS, Wq, w0, w1, w2, w3, w4, w5, w6, w7, w8, j):
+    """As _r3s1 at stride 2: a row's even columns start at its offset, its odd ones Wq later."""
+    x0 = vfma(w2, vload(P, a + j + 1), vfma(w1, vload(P, a + Wq + j), vmul(w0, vload(P, a + j))))
+    a += RS
+    x1 = vfma(w5, vload(P, a + j + 1), vfma(w4, vload(P, a + Wq + j), vmul(w3, vload(P, a + j))))
+    a += RS
+    x2 = vfma(w8, vload(P, a + j + 1), vfma(w7, vload(P, a + Wq + j), vmul(w6, vload(P, a + j))))
+    return vadd(vadd(vfence(x0), vfence(x1)), vfence(x2))
+
+
+@inline
+def _r5s1(P, a, RS, w, k, j):
+    """VW outputs of a 5x5 stride-1 kernel (weights w[k:k+25]) from padded rows a, a+RS, ..."""
+    acc = vbroadcast(0.0)
+    for ki in range(5):
+        t = vmul(vbroadcast_at(w, k), vload(P, a + j))
+        t = vfma(vbroadcast_at(w, k + 1), vload(P, a + j + 1), t)
+        t = vfma(vbroadcast_at(w, k + 2), vload(P, a + j + 2), t)
+        t = vfma(vbroadcast_at(w, k + 3), vload(P, a + j + 3), t)
+        acc = vadd(acc, vfence(vfma(vbroadcast_at(w, k + 4), vload(P, a + j + 4), t)))
+        a += RS
+        k += 5
+    return acc
+
+
+@inline
+def _r5s2(P, a, RS, Wq, w, k, j):
+    """As _r5s1 at stride 2 (even and odd columns, see _r3s2)."""
+    acc = vbroadcast(0.0)
+    for ki in range(5):
+        t = vmul(vbroadcast_at(w, k), vload(P, a + j))
+        t = vfma(vbroadcast_at(w, k + 1), vload(P, a + Wq + j), t)
+        t = vfma(vbroadcast_at(w, k + 2), vload(P, a + j + 1), t)
+        t = vfma(vbroadcast_at(w, k + 3), vload(P, a + Wq + j + 1), t)
+        acc = vadd(acc, vfence(vfma(vbroadcast_at(w, k + 4), vload(P, a + j + 2), t)))
+        a += RS
+        k += 5
+    return acc
+
+
+@inline
+def _vec(P, a, RS, Wq, K, s, w, k, w0, w1, w2, w3, w4, w5, w6, w7, w8, j):
+    """VW outputs of one output row (K and s are compile-time constants in every caller)."""
+    if K == 3 and s == 1:
+        return _r3s1(P, a, RS, w0, w1, w2, w3, w4, w5, w6, w7, w8, j)
+    if K == 3:
+        return _r3s2(P, a, RS, Wq, w0, w1, w2, w3, w4, w5, w6, w7, w8, j)
+    if s == 1:
+        return _r5s1(P, a, RS, w, k, j)
+    return _r5s2(P, a, RS, Wq, w, k, j)
+
+
+@kernel
+def _plane_rows(x, w, bias, out, g, buf, pidx, code, p, q, K, s):
+    """Output plane pidx of a KxK kernel (K = 3 or 5) at stride s (1 or 2): padded rows, then two
+    output rows at a time (they share input rows), VW outputs per step with all taps in registers.
+    K and s arrive as literals, so numba compiles one branch-free version per (K, s)."""
+    H, W, OH, OW = g[D_H], g[D_W], g[D_OH], g[D_OW]
+    Wq = (((OW - 1) * s + K + 1) // 2 + VW - 1) // VW * VW + VW
+    RS = (((OW - 1) * s + K + VW - 1) // VW * VW + VW) if s == 1 else 2 * Wq
+    m = pidx % bias.size
+    _rows(x, g, (pidx // g[D_MULT]) * H * W, buf, RS, Wq, K, s)
+    b = vbroadcast_at(bias, m)
+    k = m * K * K
+    w0, w1, w2 = vbroadcast_at(w, k), vbroadcast_at(w, k + 1), vbroadcast_at(w, k + 2)
+    w3, w4, w5 = vbroadcast_at(w, k + 3), vbroadcast_at(w, k + 4), vbroadcast_at(w, k + 5)
+    w6, w7, w8 = vbroadcast_at(w, k + 6), vbroadcast_at(w, k + 7), vbroadcast_at(w, k + 8)
+    # Relu and clip as one clamp in registers (none: an infinite clamp); others after the store.
+    lo, hi = -np.inf, np.inf
+    if code == RELU:
+        lo = 0.0
+    elif code == CLIP:
+        lo, hi = p, q
+    step = s * RS  # padded-row offset between consecutive output rows
+    full = OW - OW % VW
+    for oh in range(0, OH, 2):
+        o = (pidx * OH + oh) * OW
+        a = oh * step
+        if oh + 1 < OH:
+            for j in range(0, full, VW):
+                v0 = _vec(buf, a, RS, Wq, K, s, w, k, w0, w1, w2, w3, w4, w5, w6, w7, w8, j)
+                v1 = _vec(buf, a + step, RS, Wq, K, s, w, k, w0, w1, w2, w3, w4, w5, w6, w7, w8, j)
+                vstore(out, o + j, vclamp(vadd(v0, b), lo, hi))
+                vstore(out, o + OW + j, vclamp(vadd(v1, b), lo, hi))
+            if full < OW:
+                v0 = _vec(buf, a, RS, Wq, K, s, w, k, w0, w1, w2, w3, w4, w5, w6, w7, w8, full)
+                v1 = _vec(buf, a + step, RS, Wq, K, s, w, k, w0, w1, w2, w3, w4, w5, w6, w7, w8, full)
+                vstore_n(out, o + full, vclamp(vadd(v0, b), lo, hi), OW - full)
+                vstore_n(out, o + OW + full, vclamp(vadd(v1, b), lo, hi), OW - full)
+            n = 2 * OW
+        else:
+            for j in range(0, OW, VW):
+                v0 = _vec(buf, a, RS, Wq, K, s, w, k, w0, w1, w2, w3, w4, w5, w6, w7, w8, j)
+                vstore_n(out, o + j, vclamp(vadd(v0, b), lo, hi), min(VW, OW - j))
+            n = OW
+        if code > CLIP:
+            for j in range(n):
+                out[o + j] = apply_act(out[o + j], code, p, q)
+
+
+def rows_scratch_floats(OH, OW, K, s, VW=VW) -> int:
+    """Scratch floats per worker of the 3x3/5x5 path (matches _plane_rows' layout)."""
+    Wq = (((OW - 1) * s + K + 1) // 2 + VW - 1) // VW * VW + VW
+    RS = (((OW - 1) * s + K + VW - 1) // VW * VW + VW) if s == 1 else 2 * Wq
+    # One extra padded row per output row pair: an odd OH computes (and drops) one row past the end.
+    return (OH * s + K) * RS
+
+
+@inline
+def _planes(x, w, bias, out, g, scratch, t, T, direct, code, p, q):
+    buf = scratch[t]
+    for pidx in range(t, g[D_PLANES], T):
+        if direct:
+            # Literal kernel size and stride: a branch-free compiled version of each.
+            if g[D_KH] == 3 and g[D_SW] == 1:
+                _plane_rows(x, w, bias, out, g, buf, pidx, code, p, q, 3, 1)
+            elif g[D_KH] == 3:
+                _plane_rows(x, w, bias, out, g, buf, pidx, code, p, q, 3, 2)
+            elif g[D_SW] == 1:
+                _plane_rows(x, w, bias, out, g, buf, pidx, code, p, q, 5, 1)
+            else:
+                _plane_rows(x, w, bias, out, g, buf, pidx, code, p, q, 5, 2)
+        else:
+            _plane_phases(x, w, bias, out, g, buf, pidx, code, p, q)
+
+
+@kernel
+def f32_dwconv_direct(x, w, bias, out, g, scratch, code, p, q):
+    """Depthwise 3x3 or 5x5 at stride 1 or 2 (same on both axes), no dilation, any pads."""
+    _planes(x, w, bias, out, g, scratch, np.int64(0), np.int64(1), True, code, p, q)
+
+
+@kernel(parallel=True)
+def f32_dwconv_direct_mt(x, w, bias, out, g, scratch, code, p, q):
+    """``f32_dwconv_direct`` with the planes split over scratch.shape[0] workers."""
+    T = scratch.shape[0]
+    for t in prange(T):
+        _planes(x, w, bias, out, g, scratch, t, T, True, code, p, q)
+
+
+@kernel
+def f32_dwconv_generic(x, w, bias, out, g, scratch, code, p, q):
+    """Depthwise with any kernel size, stride, dilation and pads, through phase planes."""
+    _planes(x, w, bias, out, g, scratch, np.int64(0), np.int64(1), False, code, p, q)
+
+
+@kernel(parallel=True)
+def f32_dwconv_generic_mt(x, w, bias, out, g, scratch, code, p, q):
+    """``f32_dwconv_generic`` with the planes split over scratch.shape[0] workers."""
+    T = scratch.shape[0]
+    for t in prange(T):
+        _planes(x, w, bias, out, g, scratch, t, T, False, code, p, q)

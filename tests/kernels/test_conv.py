@@ -1,0 +1,251 @@
+"""Conv and ConvTranspose kernels against their references; the references against onnx's evaluator."""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from edgert.errors import ShapeError
+from edgert.kernels.act import CODES
+from edgert.kernels.gemm import MR
+from edgert.kernels.im2col import NR
+from edgert.ops import REGISTRY
+from edgert.ops.conv import ROWS_MAX_K, ROWS_MAX_WASTE, conv_output_size
+from tests.helpers import assert_close, onnx_reference, run_both, single_op_graph
+
+ACTS = sorted(CODES)
+# Sizes that straddle the GEMM tile (MR rows, NR columns) and the vector width (NR / 2).
+EDGE_SIZES = sorted({1, 2, 3, MR - 1, MR, MR + 1, NR // 2 - 1, NR // 2 + 1, 17})
+
+
+def act_attrs(act):
+    return {"activation": act, "act_a": -0.5 if act == "clip" else 0.2, "act_b": 1.5 if act == "clip" else 0.5}
+
+
+def expected_conv_kernel(C, M, kh, kw, strides, pads, dilations, group, OW, w_const=True):
+    if group == C and (group > 1 or M == 1):
+        direct = kh == kw and kh in (3, 5) and strides[0] == strides[1] and strides[0] in (1, 2) \
+            and dilations == [1, 1]
+        return "f32_dwconv_direct" if direct else "f32_dwconv_generic"
+    if kh == kw == 1 and strides == [1, 1] and pads == [0, 0, 0, 0]:
+        return "f32_gemm_rows"
+    if w_const and C // group * kh * kw <= ROWS_MAX_K and strides[1] in (1, 2) \
+            and -(-OW // NR) * NR <= OW * (1 + ROWS_MAX_WASTE):
+        return "f32_conv_rows"
+    return "f32_gemm_im2col"
+
+
+@st.composite
+def conv_case(draw, kind=None):
+    """(x shape, w shape, attrs) for a Conv with at least one output pixel."""
+    kind = kind or draw(st.sampled_from(["dense", "depthwise", "grouped", "pointwise"]))
+    n = draw(st.integers(1, 2))
+    if kind == "depthwise":
+        c = draw(st.integers(1, 9))
+        group, m = c, c * draw(st.sampled_from([1, 1, 2]))
+    elif kind == "grouped":
+        group = draw(st.integers(2, 3))
+        c, m = group * draw(st.integers(1, 3)), group * draw(st.integers(1, 4))
+    else:
+        group, c, m = 1, draw(st.integers(1, 9)), draw(st.sampled_from(EDGE_SIZES + [24]))
+    if kind == "pointwise":
+        k, s, d, pads = [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]
+    else:
+        sq = draw(st.booleans())
+        k = [draw(st.integers(1, 5))] * 2 if sq else [draw(st.integers(1, 5)) for _ in range(2)]
+        s = [draw(st.integers(1, 3))] * 2 if sq else [draw(st.integers(1, 3)) for _ in range(2)]
+        d = [1, 1] if draw(st.booleans()) else [draw(st.integers(1, 2)) for _ in range(2)]
+        pads = [draw(st.integers(0, 3)) for _ in range(4)]
+    h, w = draw(st.sampled_from(EDGE_SIZES)), draw(st.integers(1, 17))
+    assume(conv_output_size(h, k[0], s[0], pads[0], pads[2], d[0]) >= 1)
+    assume(conv_output_size(w, k[1], s[1], pads[1], pads[3], d[1]) >= 1)
+    attrs = {"strides": s, "pads": pads, "dilations": d, "group": group}
+    return (n, c, h, w), (m, c // group, *k), attrs
+
+
+def run_conv(op, x_shape, w_shape, attrs, seed, bias=True, fp16=False, w_const=True, threads=1):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    m = w_shape[0] if op == "Conv" else w_shape[1] * attrs.get("group", 1)
+    inputs = [("x", x), ("w", w)] + ([("b", rng.standard_normal(m).astype(np.float32))] if bias else [])
+    consts = {"b"} | ({"w"} if w_const else set())
+    return run_both(op, inputs, attrs, consts=consts, fp16_consts=fp16, threads=threads)
+
+
+@pytest.mark.arm
+@given(case=conv_case(), act=st.sampled_from(ACTS), bias=st.booleans(), fp16=st.booleans(),
+       w_const=st.sampled_from([True, True, True, False]), seed=st.integers(0, 2**31 - 1))
+def test_conv_matches_reference(case, act, bias, fp16, w_const, seed):
+    x_shape, w_shape, attrs = case
+    got, want, sess = run_conv("Conv", x_shape, w_shape, {**attrs, **act_attrs(act)}, seed, bias, fp16, w_const)
+    assert sess.describe()["nodes"][0]["kernel"] == expected_conv_kernel(
+        x_shape[1], w_shape[0], *w_shape[2:], attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"],
+        got[0].shape[3], w_const)
+    assert_close(got[0], want[0], what="Conv")
+
+
+@pytest.mark.arm
+@given(c=st.integers(1, 3), m=st.sampled_from(EDGE_SIZES), k=st.lists(st.integers(1, 3), min_size=2, max_size=2),
+       s=st.sampled_from([[1, 1], [2, 2], [3, 1], [1, 2]]), d=st.sampled_from([[1, 1], [2, 1], [1, 2]]),
+       pads=st.lists(st.integers(0, 2), min_size=4, max_size=4), h=st.integers(1, 6),
+       w=st.integers(NR - 3, 2 * NR + 5), act=st.sampled_from(ACTS), seed=st.integers(0, 2**31 - 1))
+def test_direct_rows_conv_matches_reference(c, m, k, s, d, pads, h, w, act, seed):
+    """Wide, short inputs with few channels: the direct-on-rows path (when its output rows fill panels)."""
+    assume(conv_output_size(h, k[0], s[0], pads[0], pads[2], d[0]) >= 1)
+    attrs = {"strides": s, "pads": pads, "dilations": d, **act_attrs(act)}
+    got, want, sess = run_conv("Conv", (1, c, h, w), (m, c, *k), attrs, seed)
+    assert sess.describe()["nodes"][0]["kernel"] == expected_conv_kernel(c, m, *k, s, pads, d, 1, got[0].shape[3])
+    assert_close(got[0], want[0], what="Conv")
+
+
+# Every path prepare can choose, explicitly: (x shape, w shape, attrs, kernel).
+PATHS = [
+    ((1, 16, 9, 11), (24, 16, 1, 1), {}, "f32_gemm_rows"),
+    ((2, 6, 7, 5), (9, 2, 1, 1), {"group": 3}, "f32_gemm_rows"),
+    ((1, 8, 17, 17), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}, "f32_dwconv_direct"),
+    ((1, 8, 17, 16), (8, 1, 3, 3), {"group": 8, "pads": [0, 1, 1, 0], "strides": [2, 2]}, "f32_dwconv_direct"),
+    ((2, 5, 13, 9), (5, 1, 5, 5), {"group": 5, "pads": [2, 2, 2, 2]}, "f32_dwconv_direct"),
+    ((1, 4, 15, 18), (8, 1, 5, 5), {"group": 4, "pads": [1, 2, 2, 1], "strides": [2, 2]}, "f32_dwconv_direct"),
+    ((1, 4, 12, 12), (4, 1, 3, 3), {"group": 4, "pads": [2, 2, 2, 2], "dilations": [2, 2]}, "f32_dwconv_generic"),
+    ((1, 3, 12, 12), (3, 1, 7, 7), {"group": 3, "pads": [3, 3, 3, 3]}, "f32_dwconv_generic"),
+    ((1, 3, 12, 12), (3, 1, 3, 3), {"group": 3, "strides": [1, 2]}, "f32_dwconv_generic"),
+    ((1, 3, 31, 33), (32, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, "f32_gemm_im2col"),
+    ((2, 6, 9, 8), (4, 3, 3, 2), {"group": 2, "pads": [1, 0, 2, 1], "dilations": [2, 1]}, "f32_gemm_im2col"),
+    ((1, 5, 8, 8), (7, 5, 1, 1), {"strides": [2, 2]}, "f32_gemm_im2col"),
+    ((1, 3, 37, 64), (13, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 0, 1]}, "f32_conv_rows"),
+    ((2, 4, 9, NR), (10, 2, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_conv_rows"),
+    ((1, 2, 11, NR), (5, 2, 3, 5), {"pads": [0, 2, 3, 2], "dilations": [2, 1]}, "f32_conv_rows"),
+]
+
+
+@pytest.mark.arm
+@pytest.mark.parametrize("x_shape,w_shape,attrs,kernel", PATHS)
+@pytest.mark.parametrize("act", ["none", "clip", "hardswish"])
+def test_every_conv_path(x_shape, w_shape, attrs, kernel, act):
+    got, want, sess = run_conv("Conv", x_shape, w_shape, {**attrs, **act_attrs(act)}, 1)
+    assert sess.describe()["nodes"][0]["kernel"] == kernel
+    assert_close(got[0], want[0], what=kernel)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,attrs,kernel", [
+    ((1, 32, 24, 24), (48, 32, 1, 1), {}, "f32_gemm_rows_mt"),
+    ((2, 8, 20, 19), (16, 4, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_gemm_im2col_mt"),
+    ((1, 3, 64, 128), (16, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, "f32_conv_rows_mt"),
+    ((1, 64, 30, 30), (64, 1, 3, 3), {"group": 64, "pads": [1, 1, 1, 1], "strides": [2, 2]}, "f32_dwconv_direct_mt"),
+    ((1, 40, 30, 30), (40, 1, 3, 3), {"group": 40, "pads": [2, 2, 2, 2], "dilations": [2, 2]},
+     "f32_dwconv_generic_mt"),
+])
+def test_threaded_conv_paths(x_shape, w_shape, attrs, kernel):
+    got, want, sess = run_conv("Conv", x_shape, w_shape, {**attrs, **act_attrs("relu")}, 2, threads=2)
+    assert sess.describe()["nodes"][0]["kernel"] == kernel
+    assert_close(got[0], want[0], what=kernel)
+
+
+def test_depthwise_and_pointwise_keep_nan_and_inf():
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    x[0, 0, 2, 2], x[0, 1, 0, 0] = np.nan, np.inf
+    w = np.ones((2, 1, 3, 3), np.float32)
+    got, want, _ = run_both("Conv", [("x", x), ("w", w)], {"group": 2, "pads": [1, 1, 1, 1], "activation": "relu"},
+                            consts={"w"})
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+@st.composite
+def convt_case(draw):
+    n, group = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    c, mg = group * draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    k = [draw(st.integers(1, 4)) for _ in range(2)]
+    s = [draw(st.integers(1, 3)) for _ in range(2)]
+    d = [draw(st.integers(1, 2)) for _ in range(2)]
+    op = [draw(st.integers(0, max(s[i], d[i]) - 1)) for i in range(2)]
+    pads = [draw(st.integers(0, 2)) for _ in range(4)]
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    for i, size in enumerate((h, w)):
+        assume(s[i] * (size - 1) + op[i] + d[i] * (k[i] - 1) + 1 - pads[i] - pads[i + 2] >= 1)
+    attrs = {"strides": s, "pads": pads, "dilations": d, "group": group, "output_padding": op}
+    return (n, c, h, w), (c, mg, *k), attrs
+
+
+@pytest.mark.arm
+@given(case=convt_case(), act=st.sampled_from(ACTS), bias=st.booleans(), fp16=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_convtranspose_matches_reference(case, act, bias, fp16, seed):
+    x_shape, w_shape, attrs = case
+    got, want, sess = run_conv("ConvTranspose", x_shape, w_shape, {**attrs, **act_attrs(act)}, seed, bias, fp16)
+    assert sess.describe()["nodes"][0]["kernel"] == "f32_convtranspose_col2im"
+    assert_close(got[0], want[0], what="ConvTranspose")
+
+
+def test_convtranspose_selfie_upsampler_and_threads():
+    # MediaPipe's Convolution2DTransposeBias: 2x2 and 4x4 kernels at stride 2 with a bias.
+    for k, pads in ((2, [0, 0, 0, 0]), (4, [1, 1, 1, 1])):
+        got, want, sess = run_conv("ConvTranspose", (1, 16, 16, 16), (16, 8, k, k),
+                                   {"strides": [2, 2], "pads": pads}, 3, threads=2)
+        assert sess.describe()["nodes"][0]["kernel"] == "f32_convtranspose_col2im_mt"
+        assert got[0].shape == (1, 8, 32, 32)
+        assert_close(got[0], want[0], what="ConvTranspose")
+
+
+def test_computed_convtranspose_weights_fall_back_to_numpy():
+    got, want, sess = run_conv("ConvTranspose", (1, 2, 3, 3), (2, 3, 2, 2), {"strides": [2, 2]}, 0, w_const=False)
+    assert sess.describe()["nodes"][0]["kernel"] == "np_convtranspose"
+    assert_close(got[0], want[0])
+
+
+ONNX_CONV = [
+    ((2, 4, 9, 8), (6, 2, 3, 2), {"strides": [2, 1], "pads": [1, 0, 2, 1], "dilations": [1, 2], "group": 2}),
+    ((1, 3, 7, 7), (3, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 3}),
+    ((1, 3, 6, 5), (5, 3, 1, 1), {}),
+    ((1, 2, 5, 5), (4, 2, 5, 5), {"pads": [4, 4, 4, 4], "strides": [3, 3]}),
+]
+ONNX_CONVT = [
+    ((1, 4, 3, 4), (4, 2, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]}),
+    ((2, 4, 3, 3), (4, 3, 2, 3), {"strides": [3, 2], "pads": [0, 1, 2, 0], "dilations": [2, 1], "group": 2}),
+    ((1, 2, 4, 4), (2, 5, 4, 4), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+]
+
+
+@pytest.mark.parametrize("op,case", [("Conv", c) for c in ONNX_CONV] + [("ConvTranspose", c) for c in ONNX_CONVT])
+def test_reference_agrees_with_onnx_evaluator(op, case):
+    pytest.importorskip("onnx")
+    x_shape, w_shape, attrs = case
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal(x_shape).astype(np.float32), rng.standard_normal(w_shape).astype(np.float32)
+    m = w_shape[0] if op == "Conv" else w_shape[1] * attrs.get("group", 1)
+    b = rng.standard_normal(m).astype(np.float32)
+    full = REGISTRY[op].resolve_attrs(type("N", (), {"attrs": attrs, "name": "n", "op": op})())
+    onnx_attrs = {**attrs, "kernel_shape": list(w_shape[2:])}
+    group = attrs.get("group", 1)
+    if op == "ConvTranspose" and group > 1:
+        # onnx's evaluator slices grouped ConvTranspose weights by output channel (a bug); compose the
+        # groups from single-group calls instead.
+        cg, mg = x_shape[1] // group, w_shape[1]
+        theirs = np.concatenate([onnx_reference(op, [x[:, g * cg:(g + 1) * cg], w[g * cg:(g + 1) * cg],
+                                                     b[g * mg:(g + 1) * mg]], {**onnx_attrs, "group": 1})[0]
+                                 for g in range(group)], axis=1)
+    else:
+        theirs = onnx_reference(op, [x, w, b], onnx_attrs)[0]
+    np.testing.assert_allclose(REGISTRY[op].reference(full, x, w, b)[0], theirs, rtol=1e-5, atol=1e-5)
+
+
+BAD = [
+    ("Conv", (1, 4, 5, 5), (2, 3, 3, 3), {}, "input channels"),
+    ("Conv", (1, 4, 5, 5), (3, 2, 3, 3), {"group": 3}, "does not divide"),
+    ("Conv", (1, 4, 5, 5), (4, 1, 3, 3), {"group": 2}, "input channels"),
+    ("Conv", (1, 3, 2, 2), (4, 3, 3, 3), {}, "empty"),
+    ("Conv", (1, 3, 5, 5), (4, 3, 3, 3), {"pads": [1, 1, 1]}, "pads"),
+    ("Conv", (1, 3, 5, 5), (4, 3, 3, 3), {"strides": [0, 1]}, "strides"),
+    ("Conv", (1, 3, 5, 5), (4, 3, 3, 3), {"activation": "swish"}, "activation"),
+    ("ConvTranspose", (1, 4, 5, 5), (3, 2, 3, 3), {}, "input channels"),
+    ("ConvTranspose", (1, 4, 5, 5), (4, 2, 3, 3), {"strides": [2, 2], "output_padding": [2, 0]}, "output_padding"),
+    ("ConvTranspose", (1, 4, 1, 1), (4, 2, 1, 1), {"pads": [1, 0, 0, 0]}, "empty"),
+    ("ConvTranspose", (1, 3, 5, 5), (3, 2, 3, 3), {"group": 2}, "does not divide"),
+]
+
+
+@pytest.mark.parametrize("op,x_shape,w_shape,attrs,message", BAD)
+def test_bad_shapes_and_attributes_are_shape_errors(op, x_shape, w_shape, attrs, message):
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    with pytest.raises(ShapeError, match=message) as info:
+        single_op_graph(op, [("x", x), ("w", w)], attrs, consts={"w"})
+    assert info.value.node == f"the_{op.lower()}"
