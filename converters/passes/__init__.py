@@ -1,0 +1,69 @@
+"""Graph passes over the edgert IR, shared by every frontend.
+
+Each pass is a function ``pass(graph) -> int`` (how many rewrites it made) in its own module.
+``run_passes`` applies them in order, repeatedly, until none changes anything, and re-runs edgert's
+shape inference after every pass that changed the graph, so a pass bug surfaces at the pass that
+caused it instead of at load time on a board.
+"""
+
+from __future__ import annotations
+
+from edgert.errors import ConversionError, EdgertError
+from edgert.runtime.prepare import infer_graph
+
+from .eliminate_dead import eliminate_dead
+from .fold_batchnorm import fold_batchnorm
+from .fold_constants import fold_constants
+from .fuse_activation import fuse_activation
+from .fuse_hardswish import fuse_hardswish
+from .fuse_pad import fuse_pad
+from .remove_identity import remove_identity
+
+# Order matters within a round: folding first exposes identities; batchnorm folding before
+# activation fusion (a fused layer takes no more affine folds); hard-swish recognition before
+# activation fusion (which then folds the HardSwish into its producer); dead code last.
+PASSES = (fold_constants, remove_identity, fold_batchnorm, fuse_pad, fuse_hardswish, fuse_activation,
+          eliminate_dead)
+MAX_ROUNDS = 50
+
+
+def validate(graph, file=None, after="") -> None:
+    """Re-run edgert's inference over the graph (every declared shape must still hold)."""
+    try:
+        infer_graph(graph, file=file, check_declared=True)
+        graph.validate(file=file)
+    except EdgertError as exc:
+        raise ConversionError(f"internal error: pass {after} left an invalid graph: {exc.message}", file=file,
+                              node=exc.node, op=exc.op) from None
+
+
+def run_passes(graph, progress=None, file=None, passes=PASSES) -> dict:
+    """Apply ``passes`` to a fixpoint. Returns {pass name: rewrites made}."""
+    counts = {p.__name__: 0 for p in passes}
+    for round_ in range(MAX_ROUNDS):
+        changed = 0
+        for k, p in enumerate(passes):
+            n = p(graph)
+            if n:
+                validate(graph, file, p.__name__)
+                counts[p.__name__] += n
+                changed += n
+            if progress and round_ == 0:
+                progress("optimize", k + 1, len(passes))
+        if not changed:
+            break
+    return counts
+
+
+__all__ = [
+    "PASSES",
+    "eliminate_dead",
+    "fold_batchnorm",
+    "fold_constants",
+    "fuse_activation",
+    "fuse_hardswish",
+    "fuse_pad",
+    "remove_identity",
+    "run_passes",
+    "validate",
+]
