@@ -55,7 +55,7 @@ class Context:
     # --- the node being converted ----------------------------------------------------------------
     def begin(self, node) -> None:
         self.node = node
-        self.node_name = self.b.unique(node.name or f"{node.op_type}/{node.output[0] if node.output else ''}")
+        self.node_name = self.b.unique(node_label(node))
         self._main_taken = False
 
     def attr(self, name, default=None):
@@ -143,7 +143,7 @@ class Context:
         value = np.asarray(value)
         if value.dtype == np.float64:
             value = value.astype(np.float32)  # edgert computes in f32; f64 constants are narrowed once here
-        ir_name = base if base not in self.graph.tensors and base not in self.b._names else self.b.unique(base)
+        ir_name = self.b.unique(base)  # the ONNX name itself when free
         # With --fp16, scalars stay f32 (they save nothing and are often epsilons that fp16 would
         # flush), as do values outside fp16's range.
         f16 = value.dtype == np.float16 or (value.dtype == np.float32 and (half or (
@@ -185,10 +185,7 @@ class Context:
         return ir_outs
 
     def _output_name(self, onnx_name) -> str:
-        if onnx_name and onnx_name not in self.graph.tensors and onnx_name not in self.b._names:
-            self.b._names.add(onnx_name)
-            return onnx_name
-        return self.b.unique(onnx_name or f"{self.node_name}/out")
+        return self.b.unique(onnx_name or f"{self.node_name}/out")  # the ONNX name itself when free
 
     def _infer(self, node) -> None:
         opdef = get_op(node.op)
@@ -213,6 +210,11 @@ class Context:
     def alias(self, onnx_name, ir_name) -> None:
         """ONNX tensor ``onnx_name`` is the same as IR tensor ``ir_name`` (Identity, Dropout, ...)."""
         self.ir[onnx_name] = ir_name
+
+
+def node_label(node) -> str:
+    """How the IR and error messages name an ONNX node: its name, or (unnamed) op and first output."""
+    return node.name or f"{node.op_type}/{node.output[0] if node.output else ''}"
 
 
 def tensor_value(proto) -> np.ndarray:

@@ -20,7 +20,7 @@ from edgert.errors import ConversionError, EdgertError, UnsupportedOpError
 from edgert.ir.graph import TensorInfo
 
 from ..builder import GraphBuilder
-from .context import ONNX_DTYPES, Context, Unsupported, tensor_value
+from .context import ONNX_DTYPES, Context, Unsupported, node_label, tensor_value
 from .ops import OPS
 
 # Never folded even on constant inputs: their result is not a function of the inputs.
@@ -138,7 +138,7 @@ def onnx_to_graph(model, input_shapes=None, fp16=False, progress=None, file=None
             # edgert never supports is worth reporting here.
             poisoned.update(o for o in node.output if o)
             if node.op_type not in OPS or node.domain not in STANDARD_DOMAINS:
-                unsupported.append((node.name or node.output[0], node.op_type, node.domain, "no edgert equivalent"))
+                unsupported.append((node_label(node), node.op_type, node.domain, "no edgert equivalent"))
             continue
         ctx.begin(node)
         try:
