@@ -1,8 +1,6 @@
 """The conversion entry point the CLI calls: a source model in, an .ert file out, and a report.
 
-``convert`` picks the frontend from the file (``.onnx``, or ``.tflite`` once ``converters.tflite_entry``
-is installed), lets it
-build the IR graph, runs the shared graph passes, and writes the file atomically (a failed
+``convert`` picks the frontend from the file (``.onnx`` or ``.tflite``), lets it build the IR graph, runs the shared graph passes, and writes the file atomically (a failed
 conversion never leaves a partial file).
 """
 
