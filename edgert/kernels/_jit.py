@@ -49,6 +49,10 @@ def _choose_threading_layer() -> bool:
     requested = os.environ.get("NUMBA_THREADING_LAYER", "").lower()
     if requested:
         return requested in ("omp", "tbb", "safe", "threadsafe")
+    # GNU OpenMP workers spin-wait by default: when another process holds a core, a 2-thread kernel
+    # then crawls (measured 10-100x slower than 1 thread). Passive waiting costs a few microseconds
+    # per parallel region instead. Read by libgomp when it loads, so set before importing omppool.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from numba.np.ufunc import omppool  # noqa: F401  (fails when no OpenMP runtime is installed)
     except ImportError:

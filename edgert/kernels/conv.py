@@ -32,10 +32,32 @@ import numpy as np
 
 from ._jit import kernel, prange
 from .act import NONE, apply_act
-from .gemm import B_ROWS, G_A_GS, G_A_IS, G_B_GS, G_B_IS, G_BIAS_GS, G_BIAS_MODE, G_K, G_LDB, G_LDY, G_M, \
-    G_MCHUNKS, G_N, G_NGRP, G_NIMG, G_Y_GS, G_Y_IS, MR, _tile1, _tile8, gemm_worker
+from .gemm import (
+    B_ROWS,
+    G_A_GS,
+    G_A_IS,
+    G_B_GS,
+    G_B_IS,
+    G_BIAS_GS,
+    G_BIAS_MODE,
+    G_K,
+    G_LDB,
+    G_LDY,
+    G_M,
+    G_MCHUNKS,
+    G_N,
+    G_NGRP,
+    G_NIMG,
+    G_Y_GS,
+    G_Y_IS,
+    MR,
+    gemm_worker,
+    tile1,
+    tile8,
+)
 from .im2col import IM_C, IM_DH, IM_H, IM_KH, IM_OW, IM_PL, IM_PT, IM_SH, IM_SW, IM_W, NR, valid_range
 from .simd import VW, vbroadcast, vdeinterleave, vload_row, vstore
+
 
 @kernel
 def _fill_rows(x, xo, g, oh, buf, bo):
@@ -86,11 +108,11 @@ def conv_rows_worker(t, T, a, x, bias, y, g, buf, code, p, q):
             for ow0 in range(0, OW, NR):
                 n = min(NR, OW - ow0)
                 if rows >= 4:
-                    _tile8(a, ao + m0 * K, rows, buf, MR * NR + ow0, g, K, bias, bmode, bg + m0, bg,
+                    tile8(a, ao + m0 * K, rows, buf, MR * NR + ow0, g, K, bias, bmode, bg + m0, bg,
                            y, yo + m0 * ldy + ow0, ldy, n, tile, code, p, q)
                 else:
                     for r in range(rows):
-                        _tile1(a, ao + m0 * K + r, buf, MR * NR + ow0, g, K, bias, bmode, bg + m0 + r, bg,
+                        tile1(a, ao + m0 * K + r, buf, MR * NR + ow0, g, K, bias, bmode, bg + m0 + r, bg,
                                y, yo + (m0 + r) * ldy + ow0, n, tile, code, p, q)
 
 

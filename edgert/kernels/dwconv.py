@@ -6,23 +6,25 @@ so no packing); bias [M] (zeros when the node has none). ``g`` is the geometry (
 
     g = [planes, mult, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, Hq, Wq]
 
-with planes = N*M, and Hq x Wq the size of one phase plane (below).
+with planes = N*M, and Hq x Wq the size of one phase plane of the generic path.
 
-How a plane is computed, so that every inner loop is long, contiguous and branch-free:
+3x3 and 5x5 at stride 1 or 2 without dilation (``f32_dwconv_direct``; MobileNet and EfficientNet
+use nothing else): per plane, the padded input rows are copied into scratch with vector loads that
+are masked at the edges (the padding costs nothing extra), at stride 2 split into even and odd
+columns so every tap reads a contiguous run. Then two output rows at a time (they share input
+rows), VW outputs per step: all taps summed in registers, one partial sum per kernel row (fenced,
+so fastmath cannot merge them into one long dependent chain), bias, relu/clip in registers, one
+store (masked for a row's tail). Kernel size and stride are literal arguments of ``_plane_rows``:
+numba compiles one branch-free version per case.
 
-1. Phases. The padded input (zero padding included) is split into sh x sw phase planes: phase
-   (a, b) holds padded rows a, a+sh, ... and columns b, b+sw, ... ([Hq][Wq], plus a zero slack row).
-   At stride 1 that is just the padded plane. Tap (ki, kj) of output (oh, ow) then reads phase
-   (ki*dh % sh, kj*dw % sw) at (oh + ki*dh // sh, ow + kj*dw // sw): a shifted contiguous run.
-2. Taps. Output rows are computed on the phase grid, OH rows of Wq (the last Wq - OW columns of each
-   row are junk, never stored): t[i] for i < OH*Wq is bias + sum over taps of w * view_tap[i], every
-   tap being one 1-D view of the phase buffer. One long loop instead of OH short ones matters:
-   LLVM's vector loop handles 64 floats per iteration and short rows (28, 56) never reach it.
-   3x3 sums its 9 taps in registers (one store per output), 5x5 one kernel row (5 taps) per pass,
-   other sizes one tap per pass.
-3. Store: out[oh, ow] = act(t[oh*Wq + ow]).
+Everything else (``f32_dwconv_generic``: other sizes, dilation, unequal strides): the padded input
+is split into sh x sw phase planes (phase (a, b) holds padded rows a, a+sh, ... and columns b,
+b+sw, ...), so tap (ki, kj) of output (oh, ow) reads phase (ki*dh % sh, kj*dw % sw) at
+(oh + ki*dh // sh, ow + kj*dw // sw): a shifted contiguous run. Outputs are computed on the phase
+grid (OH rows of Wq, the last Wq - OW of each row junk and never stored) one tap per pass over the
+whole plane, which keeps the loops long enough for LLVM's vector loop, then stored with the
+activation. Scratch per worker: sh*sw*(Hq+1)*Wq + OH*Wq floats (``scratch_floats``).
 
-Scratch per worker: sh*sw*(Hq+1)*Wq + OH*Wq floats (see ``scratch_floats``).
 ``_mt`` kernels split the planes over scratch.shape[0] workers.
 """
 
@@ -194,33 +196,40 @@ def _r3s2(P, a, RS, Wq, w0, w1, w2, w3, w4, w5, w6, w7, w8, j):
 
 
 @inline
+def _k5s1(P, a, w, k, j):
+    """One kernel row of a 5x5 stride-1 kernel: sum over kj of w[k + kj] * P[a + j + kj]."""
+    t = vmul(vbroadcast_at(w, k), vload(P, a + j))
+    t = vfma(vbroadcast_at(w, k + 1), vload(P, a + j + 1), t)
+    t = vfma(vbroadcast_at(w, k + 2), vload(P, a + j + 2), t)
+    t = vfma(vbroadcast_at(w, k + 3), vload(P, a + j + 3), t)
+    return vfence(vfma(vbroadcast_at(w, k + 4), vload(P, a + j + 4), t))
+
+
+@inline
+def _k5s2(P, a, Wq, w, k, j):
+    """One kernel row of a 5x5 stride-2 kernel (even columns at a, odd ones at a + Wq)."""
+    t = vmul(vbroadcast_at(w, k), vload(P, a + j))
+    t = vfma(vbroadcast_at(w, k + 1), vload(P, a + Wq + j), t)
+    t = vfma(vbroadcast_at(w, k + 2), vload(P, a + j + 1), t)
+    t = vfma(vbroadcast_at(w, k + 3), vload(P, a + Wq + j + 1), t)
+    return vfence(vfma(vbroadcast_at(w, k + 4), vload(P, a + j + 2), t))
+
+
+@inline
 def _r5s1(P, a, RS, w, k, j):
-    """VW outputs of a 5x5 stride-1 kernel (weights w[k:k+25]) from padded rows a, a+RS, ..."""
-    acc = vbroadcast(0.0)
-    for ki in range(5):
-        t = vmul(vbroadcast_at(w, k), vload(P, a + j))
-        t = vfma(vbroadcast_at(w, k + 1), vload(P, a + j + 1), t)
-        t = vfma(vbroadcast_at(w, k + 2), vload(P, a + j + 2), t)
-        t = vfma(vbroadcast_at(w, k + 3), vload(P, a + j + 3), t)
-        acc = vadd(acc, vfence(vfma(vbroadcast_at(w, k + 4), vload(P, a + j + 4), t)))
-        a += RS
-        k += 5
-    return acc
+    """VW outputs of a 5x5 stride-1 kernel (weights w[k:k+25]) from padded rows a, a+RS, ...
+    Written out (no loop): arrays passed into an inlined loop cost reference-count calls per use."""
+    r01 = vadd(_k5s1(P, a, w, k, j), _k5s1(P, a + RS, w, k + 5, j))
+    r23 = vadd(_k5s1(P, a + 2 * RS, w, k + 10, j), _k5s1(P, a + 3 * RS, w, k + 15, j))
+    return vadd(vadd(r01, r23), _k5s1(P, a + 4 * RS, w, k + 20, j))
 
 
 @inline
 def _r5s2(P, a, RS, Wq, w, k, j):
     """As _r5s1 at stride 2 (even and odd columns, see _r3s2)."""
-    acc = vbroadcast(0.0)
-    for ki in range(5):
-        t = vmul(vbroadcast_at(w, k), vload(P, a + j))
-        t = vfma(vbroadcast_at(w, k + 1), vload(P, a + Wq + j), t)
-        t = vfma(vbroadcast_at(w, k + 2), vload(P, a + j + 1), t)
-        t = vfma(vbroadcast_at(w, k + 3), vload(P, a + Wq + j + 1), t)
-        acc = vadd(acc, vfence(vfma(vbroadcast_at(w, k + 4), vload(P, a + j + 2), t)))
-        a += RS
-        k += 5
-    return acc
+    r01 = vadd(_k5s2(P, a, Wq, w, k, j), _k5s2(P, a + RS, Wq, w, k + 5, j))
+    r23 = vadd(_k5s2(P, a + 2 * RS, Wq, w, k + 10, j), _k5s2(P, a + 3 * RS, Wq, w, k + 15, j))
+    return vadd(vadd(r01, r23), _k5s2(P, a + 4 * RS, Wq, w, k + 20, j))
 
 
 @inline

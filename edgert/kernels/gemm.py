@@ -2,18 +2,21 @@
 
 The micro-kernel computes an MR x NR tile of C (MR = 8 rows, NR = 2 vectors of VW floats) with its
 16 accumulators in registers across the whole K loop: per k it loads two B vectors, broadcasts
-eight A values and issues 16 FMAs (``simd.py``). On this machine that runs at the FMA peak; the same
-loops written as row-view axpys reach ~60-70% (accumulators round-trip through L1 on every k).
+eight A values and issues 16 FMAs (``simd.py``). On the development machine (AVX-512) that runs at
+its measured FMA peak, level with OpenBLAS and onnxruntime; the same loops written as row-view axpys
+reach ~70% (the accumulators round-trip through L1 on every k).
 
 Operands (all flat float32 buffers; offsets in elements):
 
 * A: packed in row blocks [ceil(M/MR)][K][MR] (zero rows past M), so the eight broadcasts of one k
   are adjacent. Constant weights are packed in prepare; activations (MatMul, FC) and weights that
   are not constants are packed into scratch at the start of the kernel (see G_AP_*).
-* B: consumed one panel at a time, [K][NR] contiguous, zero past column N. Where a panel comes
-  from is the kernel: ``_rows`` packs it from a row-major [K, ldb] matrix (1x1 conv, MatMul),
-  ``_im2col`` gathers convolution taps (``im2col.pack_im2col``), ``_prepacked`` reads panels packed
-  in prepare from constant weights ([G][ceil(N/NR)][K][NR]).
+* B: consumed one panel at a time, [K][NR], zero past column N; row k of a panel starts at
+  g[G_KOFF + k] (k * NR for a packed panel; ``conv.f32_conv_rows`` points them into padded input
+  rows instead). Where a panel comes from is the kernel: ``_rows`` packs it from a row-major
+  [K, ldb] matrix (1x1 conv, MatMul), ``_im2col`` gathers convolution taps
+  (``im2col.pack_im2col``), ``_prepacked`` reads panels packed in prepare from constant weights
+  ([G][ceil(N/NR)][K][NR]).
 * C: ``y[yo + m*ldy + n]``.
 * bias: none, one value per row of C (conv: per output channel; reads are clamped to M, so no
   padding) or one per column (FC; padded to whole panels), see G_BIAS_MODE.
@@ -21,18 +24,18 @@ Operands (all flat float32 buffers; offsets in elements):
 Batches: two nested levels (images x groups, or MatMul's batch dims) with their own element strides
 for A, B, C and bias, so grouped convolution and broadcast batched MatMul need no copies.
 
-Work split: work items are (matrix, panel, chunk of row blocks); worker t of T takes items
-t, t+T, ... and owns scratch row t (its panel and one tile). ``_mt`` kernels run the T workers under
-prange; prepare picks T and the chunking.
+Work split: work items are (matrix, group of panels, chunk of row blocks); worker t of T takes items
+t, t+T, ... and owns scratch row t (one tile and its panels). ``_mt`` kernels run the T workers under
+prange; prepare picks T, the grouping and the chunking (``work_split``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import im2col
 from ._jit import inline, kernel, prange
 from .act import CLIP, RELU, apply_act
-from . import im2col
 from .im2col import NR, pack_im2col, pack_rows
 from .simd import VW, vadd, vbroadcast, vbroadcast_at, vclamp, vfma, vload, vrelu, vstore
 
@@ -104,7 +107,7 @@ def _init(bias, bmode, brow, bcol, r):
 
 
 @inline
-def _tile8(a, ao, rows, bp, bo, g, K, bias, bmode, brow, bcol, y, yo, ldy, cols, tile, code, p, q):
+def tile8(a, ao, rows, bp, bo, g, K, bias, bmode, brow, bcol, y, yo, ldy, cols, tile, code, p, q):
     """C[0:rows, 0:cols] of one tile (rows <= MR, cols <= NR) = packed A block a[ao:] @ B, plus bias,
     then the activation. Row k of B is bp[bo + g[G_KOFF + k]:][:NR] (a panel, or a padded input row)."""
     last = rows - 1
@@ -177,7 +180,7 @@ def _tile8(a, ao, rows, bp, bo, g, K, bias, bmode, brow, bcol, y, yo, ldy, cols,
 
 
 @inline
-def _tile1(a, ao, bp, bo, g, K, bias, bmode, brow, bcol, y, yo, cols, tile, code, p, q):
+def tile1(a, ao, bp, bo, g, K, bias, bmode, brow, bcol, y, yo, cols, tile, code, p, q):
     """One row of C from packed A row a[ao + k*MR] (for blocks of < 4 rows): two accumulator sets,
     over even and odd k, hide the FMA latency."""
     c0, c1 = _init(bias, bmode, brow, bcol, 0)
@@ -261,11 +264,11 @@ def gemm_worker(t, T, a, x, bias, y, g, buf, xb, yb, b_mode, code, p, q):
                 n = min(NR, N - p0)
                 po = bo + (pn - pn0) * K * NR
                 if rows >= 4:
-                    _tile8(a, ao + m0 * K, rows, bp, po, g, K, bias, bmode, bg + m0, bg + p0,
+                    tile8(a, ao + m0 * K, rows, bp, po, g, K, bias, bmode, bg + m0, bg + p0,
                            y, yo + m0 * ldy + p0, ldy, n, tile, code, p, q)
                 else:
                     for r in range(rows):
-                        _tile1(a, ao + m0 * K + r, bp, po, g, K, bias, bmode, bg + m0 + r, bg + p0,
+                        tile1(a, ao + m0 * K + r, bp, po, g, K, bias, bmode, bg + m0 + r, bg + p0,
                                y, yo + (m0 + r) * ldy + p0, n, tile, code, p, q)
 
 

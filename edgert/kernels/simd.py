@@ -1,19 +1,21 @@
 """A few explicit SIMD vector operations for kernels whose hot loop LLVM will not vectorise well itself.
 
 Numba's loop vectoriser only vectorises innermost loops, so a GEMM written with loops keeps its
-accumulators in memory (one load and one store per FMA) and runs at ~60% of this machine's FMA peak.
-A register-blocked micro-kernel needs accumulators that live in registers across the K loop: these
+accumulators in memory (one load and one store per FMA) and runs at ~70% of the FMA peak. A
+register-blocked micro-kernel needs accumulators that live in registers across the K loop: these
 helpers give numba a value type ``f32v`` (an LLVM ``<VW x float>``) and the handful of operations
-such a kernel needs (load, store, broadcast, fused multiply-add). They are inlined into their
-callers, so kernels using them cache like any other (``cache=True`` works; verified).
+such kernels need: loads and stores (plain, masked for row edges and tails), broadcasts, fused
+multiply-add, even/odd deinterleaving (stride-2 taps), clamps for fused relu/clip, and a fence
+against fastmath reassociation. They are generated inline into their callers, so kernels using
+them cache like any other (``cache=True`` works).
 
 The IR is target-independent: on AVX-512 hosts ``VW`` is 16 (one zmm register), with AVX 8, and 4
 elsewhere (NEON, SSE), so a vector is always one machine register and register-blocked tiles written
 as ``MR x NV`` vectors fit the register file on every target. ``llvmlite`` is numba's own code
 generator (a pinned numba dependency), not an extra runtime package.
 
-Preconditions: loads and stores are unchecked (no bounds checks, no negative-index wraparound);
-callers guarantee ``0 <= i`` and ``i + VW <= a.size``. Arrays must be 1-D float32 and contiguous.
+Preconditions: plain loads and stores are unchecked (no bounds checks, no negative-index
+wraparound); callers guarantee ``0 <= i`` and ``i + VW <= a.size``. Arrays are 1-D, float32, C order.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class _F32VectorModel(models.PrimitiveModel):
 
 
 def _is_f32_array(a):
-    return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1
+    return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 and a.layout == "C"
 
 
 def _element_ptr(context, builder, arrty, arr, idx, idxty):

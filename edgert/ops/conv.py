@@ -64,11 +64,14 @@ def _check_tensors(opdef, node, ins, bias_len):
 
 
 def _weights(ctx, node, ins, index):
-    """(array, is_const) for input ``index``: the constant widened to f32, or None when computed."""
+    """(array, is_const) for input ``index``: the constant as a writable f32 array (read-only maps are
+    copied, so kernels see one array type), or None when the graph computes it."""
     name = node.inputs[index] if len(node.inputs) > index else ""
     if not name:
         return None, True
-    return (np.ascontiguousarray(ctx.const(name), np.float32), True) if ctx.is_const(name) else (None, False)
+    if not ctx.is_const(name):
+        return None, False
+    return writable(np.ascontiguousarray(ctx.const(name), np.float32)), True
 
 
 def _workers(ctx, macs, parallel_items):
@@ -184,8 +187,8 @@ class Conv(OpDef):
         rows = (not pointwise and w_const and K <= ROWS_MAX_K and sw in (1, 2)
                 and -(-OW // KG.NR) * KG.NR <= OW * (1 + ROWS_MAX_WASTE))
         T, chunks, pg = KG.work_split(_workers(ctx, macs, 2), N * G, Mg, npix, K)
-        if rows:
-            T, chunks, pg = T, 1 if N * G * OH >= 4 * T else min(-(-Mg // KG.MR), 4 * T), 1
+        if rows:  # items are output rows; chunk the row blocks only when there are too few rows
+            chunks, pg = (1 if N * G * OH >= 4 * T else min(-(-Mg // KG.MR), 4 * T)), 1
         fields = dict(m=Mg, n=npix, k=K, nimg=N, ngrp=G, mchunks=chunks, pgroup=pg, a_gs=KG.packed_a_floats(Mg, K),
                       b_is=C * H * W, b_gs=Cg * H * W, ldb=H * W, y_is=M * npix, y_gs=Mg * npix, ldy=npix,
                       bias_gs=Mg, bias_mode=KG.BIAS_ROW if len(ins) > 2 and ins[2] is not None else KG.BIAS_NONE)

@@ -72,16 +72,18 @@ class FullyConnected(OpDef):
         act = act_args(attrs)
         T = _threads(ctx, N * M * K)
         if N <= GEMV_MAX_ROWS or w is None or (has_bias and b is None):
-            packed = {}
-            if w is not None:
-                packed["weight"] = flat(w)
-            packed["bias"] = flat(b) if b is not None else np.zeros(M, np.float32)
+            # W is used in place (a read-only map of a big matrix is not worth copying); only a widened
+            # fp16 constant is new memory, and only that counts as packed.
+            weight = flat(w) if w is not None else None
+            packed = {"bias": flat(writable(b)) if b is not None else np.zeros(M, np.float32)}
+            if w is not None and ctx.graph.consts[node.inputs[1]].dtype != np.float32:
+                packed["weight"] = weight
             chunks = min(4 * T, max(1, M // 4))
             name = "f32_gemv" + ("_mt" if T > 1 and chunks > 1 else "")
             extra = (chunks,) if name.endswith("_mt") else ()
 
             def bind(i, o, s):
-                wt = packed["weight"] if "weight" in packed else flat(i[1])
+                wt = weight if weight is not None else flat(i[1])
                 bias = flat(i[2]) if has_bias and b is None else packed["bias"]
                 return (wt, flat(writable(i[0])), bias, flat(o[0]), N, K, *act, *extra)
 

@@ -249,3 +249,32 @@ def test_bad_shapes_and_attributes_are_shape_errors(op, x_shape, w_shape, attrs,
     with pytest.raises(ShapeError, match=message) as info:
         single_op_graph(op, [("x", x), ("w", w)], attrs, consts={"w"})
     assert info.value.node == f"the_{op.lower()}"
+
+
+def test_weights_from_a_loaded_file(tmp_path):
+    """Constants of a loaded .ert are read-only memory maps: every path must take them as they come."""
+    from edgert.ir.format import write_ert
+    from edgert.runtime.reference import run_reference
+    from edgert.runtime.session import load
+    from converters.builder import GraphBuilder
+    rng = np.random.default_rng(4)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)
+    gb = GraphBuilder()
+    x = gb.add_input("x", (1, 3, 12, NR))
+    layers = [("Conv", (8, 3, 3, 3), {"pads": [1, 1, 1, 1]}), ("Conv", (8, 8, 1, 1), {}),
+              ("Conv", (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}), ("Conv", (6, 8, 3, 3), {"strides": [2, 2]}),
+              ("ConvTranspose", (6, 3, 2, 2), {"strides": [2, 2]})]
+    for i, (op, w_shape, attrs) in enumerate(layers):
+        m = w_shape[0] if op == "Conv" else w_shape[1]
+        w, b = gb.add_const(f"w{i}", r(*w_shape)), gb.add_const(f"b{i}", r(m))
+        gb.add_node(op, [x, w, b], [f"y{i}"], {**attrs, "activation": "relu"}, name=f"layer{i}")
+        x = f"y{i}"
+    gb.add_output(x)
+    graph = gb.finish()
+    write_ert(graph, tmp_path / "m.ert")
+    sess = load(tmp_path / "m.ert", threads=1)
+    feeds = {"x": r(1, 3, 12, NR)}
+    kernels = [n["kernel"] for n in sess.describe()["nodes"]]
+    assert kernels == ["f32_conv_rows", "f32_gemm_rows", "f32_dwconv_direct", "f32_gemm_im2col",
+                       "f32_convtranspose_col2im"]
+    assert_close(sess.run(feeds)[x], run_reference(graph, feeds)[x])

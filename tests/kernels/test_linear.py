@@ -123,3 +123,26 @@ def test_bad_shapes_and_attributes_are_shape_errors(op, shapes, attrs, message):
     with pytest.raises(ShapeError, match=message) as info:
         single_op_graph(op, inputs, attrs)
     assert info.value.node == f"the_{op.lower()}"
+
+
+def test_weights_from_a_loaded_file(tmp_path):
+    """Constants of a loaded .ert are read-only memory maps: every path must take them as they come."""
+    from converters.builder import GraphBuilder
+    from edgert.ir.format import write_ert
+    from edgert.runtime.reference import run_reference
+    from edgert.runtime.session import load
+    rng = np.random.default_rng(4)
+    gb = GraphBuilder()
+    gb.add_input("x", (2, 40))
+    for name, shape in (("w0", (50, 40)), ("b0", (50,)), ("m1", (50, 30)), ("w2", (7, 30))):
+        gb.add_const(name, rng.standard_normal(shape).astype(np.float32))
+    gb.add_node("FullyConnected", ["x", "w0", "b0"], ["h"], {"activation": "relu"}, name="fc")
+    gb.add_node("MatMul", ["h", "m1"], ["g"], name="mm")
+    gb.add_node("FullyConnected", ["g", "w2"], ["y"], name="fc2")
+    gb.add_output("y")
+    graph = gb.finish()
+    write_ert(graph, tmp_path / "m.ert")
+    sess = load(tmp_path / "m.ert", threads=1)
+    assert [n["kernel"] for n in sess.describe()["nodes"]] == ["f32_gemv", "f32_gemm_prepacked", "f32_gemv"]
+    feeds = {"x": rng.standard_normal((2, 40)).astype(np.float32)}
+    assert_close(sess.run(feeds)["y"], run_reference(graph, feeds)["y"])
