@@ -12,6 +12,15 @@ from .session import load
 
 
 def peak_rss_mib() -> float:
+    """Peak resident memory of this process. VmHWM first: ru_maxrss survives exec on Linux, so a
+    child started from a big parent would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / (1024 * 1024) if sys.platform == "darwin" else kib / 1024
 
