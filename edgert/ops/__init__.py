@@ -10,3 +10,4 @@ from . import pool  # noqa: E402,F401
 from . import reduce  # noqa: E402,F401
 from . import shape  # noqa: E402,F401
 from . import resize  # noqa: E402,F401
+from . import codebook  # noqa: E402,F401
