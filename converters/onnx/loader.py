@@ -113,8 +113,16 @@ def _describe_dims(t) -> str:
 
 
 # --- translation ------------------------------------------------------------------------------------------
+# The codebook/key-value layers (converters/onnx_codebook.py) are wired in here, not patched in.
+CODEBOOK_HOOKS = True
+
+
 def onnx_to_graph(model, input_shapes=None, fp16=False, progress=None, file=None):
     """Translate a checked ModelProto. Returns (Graph validated by edgert's inference, info dict)."""
+    from ..onnx_codebook import fuse_codebook_patterns
+    # Plain-op codebook / key-value subgraphs become single ai.edgert nodes first (each rewrite is
+    # checked numerically against the subgraph it replaces).
+    model, fused = fuse_codebook_patterns(model, input_shapes)
     g = model.graph
     builder = GraphBuilder(metadata=_metadata(model, file, fp16))
     ctx = Context(model, builder, fp16=fp16, file=file)
@@ -137,7 +145,7 @@ def onnx_to_graph(model, input_shapes=None, fp16=False, progress=None, file=None
             # Downstream of an unsupported node: nothing is known about its inputs. Only an op type
             # edgert never supports is worth reporting here.
             poisoned.update(o for o in node.output if o)
-            if node.op_type not in OPS or node.domain not in STANDARD_DOMAINS:
+            if not _known_op(node):
                 unsupported.append((node_label(node), node.op_type, node.domain, "no edgert equivalent"))
             continue
         ctx.begin(node)
@@ -156,10 +164,24 @@ def onnx_to_graph(model, input_shapes=None, fp16=False, progress=None, file=None
     except EdgertError as exc:
         raise ConversionError(f"edgert's shape inference rejects the converted graph: {exc.message}", file=file,
                               node=exc.node, op=exc.op) from None
-    return graph, {"source_nodes": total, "warnings": _compare_with_onnx_shapes(model, ctx, graph)}
+    return graph, {"source_nodes": total, "fused_codebook_layers": fused,
+                   "warnings": _compare_with_onnx_shapes(model, ctx, graph)}
+
+
+def _known_op(node) -> bool:
+    from ..onnx_codebook import CUSTOM_OPS
+    if node.domain == "ai.edgert":
+        return node.op_type in CUSTOM_OPS
+    return node.op_type in OPS and node.domain in STANDARD_DOMAINS
 
 
 def convert_node(ctx, node) -> None:
+    if node.domain == "ai.edgert":
+        from ..onnx_codebook import CUSTOM_OPS
+        if node.op_type not in CUSTOM_OPS:
+            raise Unsupported(f"ai.edgert.{node.op_type} is not an edgert custom op")
+        CUSTOM_OPS[node.op_type](ctx, node)
+        return
     if node.domain not in STANDARD_DOMAINS:
         raise Unsupported(f"ops of domain {node.domain!r} are not supported")
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):

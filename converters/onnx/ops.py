@@ -252,3 +252,13 @@ _LOCAL = [Add, Sub, Mul, Div, Pow, Max, Min, Sum, Mean, Neg, Reciprocal, Sqrt,
 
 # ONNX op type -> builder. Every supported op type appears exactly once, under its own name.
 OPS = {f.__name__: f for f in _LOCAL + list(ops_nn.BUILDERS) + list(ops_tensor.BUILDERS)}
+
+
+def _register_codebook_ops():
+    # LayerNormalization lives with the codebook layers that need it.
+    from ..onnx_codebook import STANDARD_OPS
+    for name, fn in STANDARD_OPS.items():
+        OPS.setdefault(name, fn)
+
+
+_register_codebook_ops()

@@ -131,6 +131,21 @@ class Session:
                 fn(*args)
             return {n: np.array(self.view(n), copy=True) for n in names}
 
+    # --- codebook interventions (see edgert.interventions) ---------------------------------------
+    def set_codebook_intervention(self, layer, **kwargs) -> None:
+        """Force, block or disable codes of a codebook layer for the following runs."""
+        from ..interventions import set_codebook_intervention
+        set_codebook_intervention(self, layer, **kwargs)
+
+    def clear_interventions(self, layer=None) -> None:
+        from ..interventions import clear_interventions
+        clear_interventions(self, layer)
+
+    def codes(self, layer=None):
+        """Code ids that fired in the last run, per codebook/key-value layer."""
+        from ..interventions import codes
+        return codes(self, layer)
+
     def _set_threads(self) -> None:
         import numba
         if numba.get_num_threads() != min(self.threads, numba.config.NUMBA_NUM_THREADS):
