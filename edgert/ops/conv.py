@@ -12,7 +12,9 @@ Kernel choice (``prepare``):
 * ConvTranspose: ``f32_convtranspose_col2im``, a GEMM into a per-image ``cols`` scratch, then col2im.
 
 ``_mt`` variants run over ``ctx.threads`` workers when the node has at least PARALLEL_MIN_MACS
-multiply-adds (a parallel launch costs a few microseconds).
+multiply-adds: a parallel region costs ~4 us when numba's workers are still spinning from the
+previous one (back-to-back kernels) and tens of microseconds when they have gone to sleep, while
+1M multiply-adds take ~10-20 us on one core, so smaller nodes run faster serially.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .common import ACT_ATTRS, check_activation, flat
 from .registry import OpDef, Prepared, register
 from .shape import int_attr, int_list
 
-PARALLEL_MIN_MACS = 100_000
+PARALLEL_MIN_MACS = 1_000_000
 ROWS_MAX_K = 64  # direct convolution on rows when K = C/g*kh*kw is at most this ...
 ROWS_MAX_WASTE = 0.15  # ... and at most this fraction of each output row's last panel is padding
 _DUMMY = np.zeros(1, np.float32)  # stands in for an absent bias or an unused operand

@@ -110,7 +110,7 @@ PATHS = [
     ((1, 3, 12, 12), (3, 1, 7, 7), {"group": 3, "pads": [3, 3, 3, 3]}, "f32_dwconv_generic"),
     ((1, 3, 12, 12), (3, 1, 3, 3), {"group": 3, "strides": [1, 2]}, "f32_dwconv_generic"),
     ((1, 3, 31, 33), (32, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, "f32_gemm_im2col"),
-    ((2, 6, 9, 8), (4, 3, 3, 2), {"group": 2, "pads": [1, 0, 2, 1], "dilations": [2, 1]}, "f32_gemm_im2col"),
+    ((2, 16, 9, 8), (4, 8, 3, 3), {"group": 2, "pads": [1, 0, 2, 1], "dilations": [2, 1]}, "f32_gemm_im2col"),
     ((1, 5, 8, 8), (7, 5, 1, 1), {"strides": [2, 2]}, "f32_gemm_im2col"),
     ((1, 3, 37, 64), (13, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 0, 1]}, "f32_conv_rows"),
     ((2, 4, 9, NR), (10, 2, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_conv_rows"),
@@ -128,11 +128,11 @@ def test_every_conv_path(x_shape, w_shape, attrs, kernel, act):
 
 
 @pytest.mark.parametrize("x_shape,w_shape,attrs,kernel", [
-    ((1, 32, 24, 24), (48, 32, 1, 1), {}, "f32_gemm_rows_mt"),
-    ((2, 8, 20, 19), (16, 4, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_gemm_im2col_mt"),
-    ((1, 3, 64, 128), (16, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, "f32_conv_rows_mt"),
-    ((1, 64, 30, 30), (64, 1, 3, 3), {"group": 64, "pads": [1, 1, 1, 1], "strides": [2, 2]}, "f32_dwconv_direct_mt"),
-    ((1, 40, 30, 30), (40, 1, 3, 3), {"group": 40, "pads": [2, 2, 2, 2], "dilations": [2, 2]},
+    ((1, 32, 32, 32), (48, 32, 1, 1), {}, "f32_gemm_rows_mt"),
+    ((2, 16, 24, 23), (32, 8, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_gemm_im2col_mt"),
+    ((1, 3, 128, 128), (16, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, "f32_conv_rows_mt"),
+    ((1, 96, 96, 96), (96, 1, 3, 3), {"group": 96, "pads": [1, 1, 1, 1], "strides": [2, 2]}, "f32_dwconv_direct_mt"),
+    ((1, 64, 48, 48), (64, 1, 3, 3), {"group": 64, "pads": [2, 2, 2, 2], "dilations": [2, 2]},
      "f32_dwconv_generic_mt"),
 ])
 def test_threaded_conv_paths(x_shape, w_shape, attrs, kernel):
@@ -179,10 +179,10 @@ def test_convtranspose_matches_reference(case, act, bias, fp16, seed):
 def test_convtranspose_selfie_upsampler_and_threads():
     # MediaPipe's Convolution2DTransposeBias: 2x2 and 4x4 kernels at stride 2 with a bias.
     for k, pads in ((2, [0, 0, 0, 0]), (4, [1, 1, 1, 1])):
-        got, want, sess = run_conv("ConvTranspose", (1, 16, 16, 16), (16, 8, k, k),
+        got, want, sess = run_conv("ConvTranspose", (1, 32, 32, 32), (32, 16, k, k),
                                    {"strides": [2, 2], "pads": pads}, 3, threads=2)
         assert sess.describe()["nodes"][0]["kernel"] == "f32_convtranspose_col2im_mt"
-        assert got[0].shape == (1, 8, 32, 32)
+        assert got[0].shape == (1, 16, 64, 64)
         assert_close(got[0], want[0], what="ConvTranspose")
 
 

@@ -75,10 +75,10 @@ def test_matmul_with_three_unmergeable_batch_dims_uses_numpy():
 
 
 @pytest.mark.parametrize("op,inputs,consts,kernel", [
-    ("FullyConnected", [(1, 300), (500, 300), (500,)], {"w", "b"}, "f32_gemv_mt"),
+    ("FullyConnected", [(1, 1000), (1200, 1000), (1200,)], {"w", "b"}, "f32_gemv_mt"),
     ("FullyConnected", [(40, 200), (300, 200), (300,)], {"w", "b"}, "f32_gemm_prepacked_mt"),
-    ("MatMul", [(3, 40, 70), (70, 90)], set(), "f32_gemm_rows_mt"),
-    ("MatMul", [(3, 40, 70), (70, 90)], {"b"}, "f32_gemm_prepacked_mt"),
+    ("MatMul", [(3, 64, 70), (70, 90)], set(), "f32_gemm_rows_mt"),
+    ("MatMul", [(3, 64, 70), (70, 90)], {"b"}, "f32_gemm_prepacked_mt"),
 ])
 def test_threaded_linear_paths(op, inputs, consts, kernel):
     rng = np.random.default_rng(1)
