@@ -253,10 +253,10 @@ def test_bad_shapes_and_attributes_are_shape_errors(op, x_shape, w_shape, attrs,
 
 def test_weights_from_a_loaded_file(tmp_path):
     """Constants of a loaded .ert are read-only memory maps: every path must take them as they come."""
+    from converters.builder import GraphBuilder
     from edgert.ir.format import write_ert
     from edgert.runtime.reference import run_reference
     from edgert.runtime.session import load
-    from converters.builder import GraphBuilder
     rng = np.random.default_rng(4)
     r = lambda *s: rng.standard_normal(s).astype(np.float32)
     gb = GraphBuilder()
