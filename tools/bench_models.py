@@ -188,6 +188,15 @@ def _cpu_name():
     return "unknown CPU"
 
 
+def report(results, text, args) -> None:
+    """Print the tables and write them (and the raw results) where --markdown / --json say."""
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS))
@@ -216,12 +225,7 @@ def main(argv=None):
         print(f"   cold {r['cold']['start_ms']:.0f} ms  warm {r['warm']['start_ms']:.0f} ms  "
               f"ort {r['ort_start']['start_ms']:.0f} ms", flush=True)
         results[name] = r
-    text = markdown(results, command)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    report(results, markdown(results, command), args)
 
 
 if __name__ == "__main__":

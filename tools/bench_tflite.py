@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.bench_models import Foreign, _cpu_name, start_times
+from tools.bench_models import Foreign, _cpu_name, report, start_times
 
 # The models of the TFLite acceptance list first, then the others that convert.
 MODELS = ["face_detection_short_range", "face_detection_full_range_sparse", "pose_detection", "selfie_segmentation",
@@ -164,12 +164,7 @@ def main(argv=None):
             print(f"   {s['threads']}t edgert {s['edgert_ms']:.3f} ms  litert {s['litert_ms']:.3f} ms  "
                   f"ratio {s['ratio']:.2f}  err {s['rel_err']:.1e}  foreign {s['foreign_cores']}", flush=True)
         results[name] = r
-    text = markdown(results, command)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    report(results, markdown(results, command), args)
 
 
 if __name__ == "__main__":
