@@ -10,18 +10,42 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import numba
 from numba import prange  # noqa: F401  (re-exported for kernel modules)
 
+_IMPORT = re.compile(r"^from \.(\w*) import (.+)$", re.MULTILINE)
+
+
+def _shared_modules(kernel_dir: Path) -> set[str]:
+    """Kernel modules that other kernel modules import (``from .simd import ...``, ``from . import im2col``)."""
+    shared = {"_jit.py"}
+    for path in kernel_dir.glob("*.py"):
+        for module, names in _IMPORT.findall(path.read_text(encoding="utf-8")):
+            if module:
+                shared.add(module + ".py")
+            else:
+                shared.update(name.strip() + ".py" for name in names.split(","))
+    return shared
+
+
 def _source_digest() -> str:
-    """Hash of every kernel source file: numba's cache only checks the decorated function's own file,
-    so a change to a shared helper (e.g. act.py) would otherwise leave stale machine code in use."""
+    """Hash of the kernel sources that other kernel files import.
+
+    Numba's cache checks only the decorated function's own file (its mtime and size), so a change to
+    a shared helper (act.py, simd.py, ...) would otherwise leave stale machine code in use. Leaf files
+    (conv.py, pool.py, a new kernel file) are not hashed here: numba's own check recompiles just that
+    file when it changes, instead of every kernel in the package.
+    """
+    kernel_dir = Path(__file__).parent
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+    for name in sorted(_shared_modules(kernel_dir)):
+        path = kernel_dir / name
+        if path.exists():
+            h.update(name.encode())
+            h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
