@@ -148,22 +148,35 @@ def _read_inputs(sess, inputs, seed):
 @click.option("--threads", type=int, default=None, help="Kernel threads (default: all CPUs).")
 @click.option("--board", default=None, help="Board profile id (see `edgert boards`).")
 @click.option("--seed", default=0, show_default=True, help="Seed for generated inputs.")
+@click.option("--codebook", "codebook", multiple=True, metavar="LAYER:ACTION",
+              help="Intervene on a codebook layer: LAYER:force=12,40, LAYER:block=0, LAYER:disable=7, "
+                   "LAYER:group=1, LAYER:positions=0,3, LAYER:keep-k=no, LAYER:bypass (repeatable).")
+@click.option("--emit-codes", is_flag=True,
+              help="Print the codes each codebook/key-value layer chose (saved as codes/LAYER in --output).")
 @_budget_option
-def run(model, inputs, output, threads, board, seed, memory_budget):
+def run(model, inputs, output, threads, board, seed, codebook, emit_codes, memory_budget):
     """Run a model once and print (or save) its outputs."""
+    from .cli_codebook import apply_codebook_options, describe_codes
     sess = _load(model, threads, board, memory_budget)
+    for line in apply_codebook_options(sess, codebook):
+        click.echo(line)
     feeds = _read_inputs(sess, inputs, seed)
     t0 = time.perf_counter()
     outs = sess.run(feeds)
     ms = (time.perf_counter() - t0) * 1e3
+    codes = sess.codes() if emit_codes else {}
+    if emit_codes and not codes:
+        raise InputError("--emit-codes: the model has no codebook or key-value layer", file=model)
     for name, value in outs.items():
         click.echo(f"{name}: shape {list(value.shape)} {value.dtype}  min {value.min():.6g}  max {value.max():.6g}"
                    f"  mean {value.mean():.6g}" if value.size else f"{name}: empty {list(value.shape)}")
     click.echo(f"first run: {ms:.2f} ms (includes kernel compilation on a cold cache)")
+    for line in describe_codes(codes):
+        click.echo(line)
     if output:
         from .fileio import atomic_write
         with atomic_write(output) as fh:
-            np.savez(fh, **outs)
+            np.savez(fh, **outs, **{f"codes/{name}": ids for name, ids in codes.items()})
         click.echo(f"wrote {output}")
 
 
@@ -267,6 +280,23 @@ def warm(model, board, threads):
     sess.run(feeds)
     from .kernels._jit import cache_dir
     click.echo(f"compiled {len(sess.steps)} steps in {time.perf_counter() - t0:.2f} s; cache: {cache_dir()}")
+
+
+@main.command("kv-update")
+@click.argument("model", type=click.Path(dir_okay=False, exists=True))
+@click.option("--layer", required=True, help="KeyValueLookup node name, or its index among the model's KV layers.")
+@click.option("--from", "updates", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="An .npz with 'indices' ([n] flat head*M+key, or [n, 2] (head, key)) and 'values' [n, dv].")
+@click.option("-o", "--output", "dst", default=None, type=click.Path(dir_okay=False),
+              help="Write the updated model here instead of replacing MODEL (always atomic).")
+def kv_update(model, layer, updates, dst):
+    """Replace value rows of a key-value bottleneck layer, atomically (old or new model, never a mix)."""
+    from .cli_codebook import read_kv_updates
+    from .kv_update import update_values
+    indices, values = read_kv_updates(updates)
+    layer = int(layer) if layer.lstrip("-").isdigit() else layer
+    target = update_values(model, layer, (indices, values), out=dst)
+    click.echo(f"updated {len(values)} value row(s) of layer {layer} in {target}")
 
 
 @main.command()
