@@ -223,9 +223,15 @@ def inspect(model, as_json, threads, board, memory_budget):
 @click.option("--runs", default=50, show_default=True, help="Timed runs (at least).")
 @click.option("--warmup", default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--profile", "profile", is_flag=True, help="Time every node: slowest nodes, time per op, overhead.")
+@click.option("--trace", default=None, type=click.Path(dir_okay=False),
+              help="With --profile: write a Chrome/Perfetto trace (JSON) of one run.")
+@click.option("--top", default=15, show_default=True, help="With --profile: how many slowest nodes to list.")
 @_budget_option
-def bench(model, threads, board, runs, warmup, as_json, memory_budget):
-    """Time a model: load, first run, then median/p90 latency and peak RSS."""
+def bench(model, threads, board, runs, warmup, as_json, profile, trace, top, memory_budget):
+    """Time a model: load, first run, then median/p90 latency and peak RSS (--profile: per node)."""
+    if profile or trace:
+        return _bench_profile(model, threads, board, runs, warmup, as_json, trace, top, memory_budget)
     from .runtime.bench import bench_model
     result = bench_model(model, threads=threads, board=board, runs=runs, warmup=warmup, memory_budget=memory_budget)
     if as_json:
@@ -236,6 +242,32 @@ def bench(model, threads, board, runs, warmup, as_json, memory_budget):
     click.echo(f"latency median {result['median_ms']:.3f} ms   p90 {result['p90_ms']:.3f} ms   min {result['min_ms']:.3f} ms"
                f"   ({result['runs']} runs)")
     click.echo(f"peak RSS {result['peak_rss_mib']:.1f} MiB   arena {_fmt_bytes(result['arena_bytes'])}")
+
+
+def _bench_profile(model, threads, board, runs, warmup, as_json, trace, top, memory_budget):
+    from .runtime.profile import by_op, chrome_trace, profile_session
+    sess = _load(model, threads, board, memory_budget)
+    prof = profile_session(sess, runs=min(runs, 200), warmup=warmup)
+    if trace:
+        chrome_trace(prof, trace)
+    if as_json:
+        click.echo(json.dumps(prof, indent=2))
+        return
+    click.echo(f"{model}  threads {prof['threads']}  {prof['runs']} profiled runs")
+    click.echo(f"whole run median {prof['whole_run_median_ms']:.3f} ms = kernels {prof['sum_of_node_medians_ms']:.3f} ms"
+               f" + executor overhead {prof['overhead_ms']:.3f} ms")
+    click.echo(f"\n{'op':<18} {'kernel':<28} {'nodes':>5} {'ms':>9} {'share':>6}")
+    total = max(prof["sum_of_node_medians_ms"], 1e-9)
+    for op, kernel, count, ms in by_op(prof):
+        click.echo(f"{op:<18} {kernel:<28} {count:>5} {ms:>9.3f} {100 * ms / total:>5.1f}%")
+    click.echo(f"\nslowest {top} nodes")
+    click.echo(f"{'node':<36} {'op':<16} {'kernel':<28} {'output':<18} {'ms':>8} {'GFLOP/s':>8}")
+    for n in sorted(prof["nodes"], key=lambda n: -n["median_ms"])[:top]:
+        gf = f"{n['gflops']:.1f}" if n["gflops"] else "-"
+        click.echo(f"{n['name'][:36]:<36} {n['op']:<16} {n['kernel']:<28} {'x'.join(map(str, n['shape'])):<18} "
+                   f"{n['median_ms']:>8.3f} {gf:>8}")
+    if trace:
+        click.echo(f"\nwrote {trace} (open in chrome://tracing or ui.perfetto.dev)")
 
 
 @main.command()

@@ -41,9 +41,9 @@ def model_files(name, work: Path):
     tflite_path = fetch_mediapipe()[name]
     ert_path = work / f"{name}.ert"
     if not ert_path.exists():
-        from converters.tflite_entry import convert_tflite
-        from edgert.ir.format import write_ert
-        write_ert(convert_tflite(tflite_path), ert_path)
+        # The user's path (`edgert convert`): frontend plus the shared graph passes (fusions).
+        from converters.convert import convert
+        convert(tflite_path, ert_path)
     import edgert
     shape = edgert.load(ert_path).inputs[0].shape
     return tflite_path, ert_path, shape
