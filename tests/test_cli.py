@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import edgert
 from edgert.cli import main
 from edgert.errors import InputError, ModelFormatError
 from edgert.ir.format import write_ert
@@ -51,6 +52,25 @@ def test_inspect_text(model):
 
 
 @pytest.mark.arm
+def test_bench_profile_names_every_kernel_node_and_writes_a_trace(model, tmp_path):
+    trace = tmp_path / "trace.json"
+    result = invoke("bench", model, "--runs", 4, "--warmup", 1, "--json", "--threads", 1, "--profile",
+                    "--trace", trace)
+    assert result.exit_code == 0, result.output
+    prof = json.loads(result.output)
+    sess = edgert.load(model, threads=1)
+    kernel_nodes = [p.node.name for p in sess.nodes if p.prepared is not None]
+    assert [n["name"] for n in prof["nodes"]] == kernel_nodes
+    assert all(n["median_ms"] >= 0 for n in prof["nodes"]) and prof["whole_run_median_ms"] > 0
+    assert prof["sum_of_node_medians_ms"] <= prof["whole_run_median_ms"] * 1.5
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert [e["name"] for e in events] == kernel_nodes and all(e["ph"] == "X" for e in events)
+    starts = [e["ts"] for e in events]
+    assert starts == sorted(starts)
+    text = invoke("bench", model, "--runs", 3, "--warmup", 1, "--threads", 1, "--profile", "--top", 2)
+    assert text.exit_code == 0 and "executor overhead" in text.output and "slowest 2 nodes" in text.output
+
+
 def test_bench_json(model):
     result = invoke("bench", model, "--runs", 5, "--warmup", 1, "--json", "--threads", 1)
     assert result.exit_code == 0, result.output
