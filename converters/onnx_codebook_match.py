@@ -48,7 +48,12 @@ class _Model:
                     self.consumers[i].append(n)
         self.outputs = {o.name for o in g.output}
         self.opsets = {imp.domain or "": imp.version for imp in model.opset_import}
-        self.known = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        self.known = {}
+        for init in g.initializer:
+            try:
+                self.known[init.name] = numpy_helper.to_array(init)
+            except (ValueError, KeyError, TypeError):
+                pass  # a damaged initializer: matching skips it and the loader reports it by name
         self.shapes = {}
         fixed = onnx.ModelProto()
         fixed.CopyFrom(model)

@@ -97,6 +97,14 @@ def _dims_lie(m):
     m.graph.initializer[0].dims[0] = 2 ** 33
 
 
+def _dtype_reinterpreted(m):
+    m.graph.initializer[0].data_type = TensorProto.BOOL  # 4-byte floats read as 1-byte bools: 4x the elements
+
+
+def _dtype_unknown(m):
+    m.graph.initializer[1].data_type = 99  # not an ONNX type at all (onnx's helpers raise KeyError)
+
+
 def _int_input(m):
     m.graph.input[0].type.tensor_type.elem_type = TensorProto.INT8
 
@@ -126,7 +134,8 @@ def _empty_name_input(m):
 
 
 @pytest.mark.parametrize("mutate", [_cycle, _dangling, _huge_dims, _overflow_product, _negative_dim, _wrong_dtype,
-                                    _short_raw_data, _dims_lie, _int_input, _duplicate_output, _no_nodes,
+                                    _short_raw_data, _dims_lie, _dtype_reinterpreted, _dtype_unknown, _int_input,
+                                    _duplicate_output, _no_nodes,
                                     _unknown_domain, _bad_attr, _bad_opset, _empty_name_input])
 def test_structural_mutations_are_refused_with_a_reason(tmp_path, mutate):
     model = onnx.ModelProto.FromString(GOOD)
@@ -139,10 +148,22 @@ def test_structural_mutations_are_refused_with_a_reason(tmp_path, mutate):
     assert not dst.exists()
 
 
+def test_huge_declared_input_is_refused_before_shape_inference_allocates(tmp_path):
+    # Found by tools/fuzz_sources.py: a 2^38-wide input made MaxPool's shape check allocate 2 TiB.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 2 ** 38])
+    graph = helper.make_graph([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], name="pool")], "g", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 2 ** 37])])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), src)
+    with pytest.raises(EdgertError, match="implausibly large"):
+        convert(src, tmp_path / "m.ert")
+
+
 @_FUZZ
 @given(data=st.data())
 def test_random_structural_combinations(tmp_path, data):
     muts = data.draw(st.lists(st.sampled_from([_cycle, _dangling, _huge_dims, _negative_dim, _wrong_dtype,
+                                               _dtype_reinterpreted, _dtype_unknown,
                                                _short_raw_data, _dims_lie, _duplicate_output, _bad_attr,
                                                _empty_name_input]), min_size=1, max_size=3, unique=True))
     model = onnx.ModelProto.FromString(GOOD)

@@ -201,9 +201,9 @@ class Context:
             self.graph.nodes.remove(node)
             detail = exc.message if isinstance(exc, ShapeError) else str(exc)
             self.fail(f"the translated {node.op} node is invalid: {detail}")
-        except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as exc:
+        except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError, MemoryError) as exc:
             self.graph.nodes.remove(node)
-            self.fail(f"the translated {node.op} node is invalid ({type(exc).__name__}: {exc})")
+            self.fail(f"the translated {node.op} node is invalid ({type(exc).__name__}: {str(exc)[:200]})")
         for ir_name, (shape, dtype) in zip(node.outputs, results):
             self.graph.tensors[ir_name] = TensorInfo(ir_name, tuple(int(d) for d in shape), dtype)
 
@@ -218,8 +218,16 @@ def node_label(node) -> str:
 
 
 def tensor_value(proto) -> np.ndarray:
-    """A TensorProto as numpy, with a ConversionError-friendly failure for unsupported types."""
+    """A TensorProto as numpy; unsupported element types and data that disagree with the declared
+    dims are ConversionErrors naming the tensor (onnx's own reader raises bare ValueErrors)."""
     if proto.data_type not in ONNX_DTYPES:
-        raise Unsupported(f"tensor '{proto.name}' has an element type edgert cannot store "
-                          f"({helper.tensor_dtype_to_string(proto.data_type)})")
-    return numpy_helper.to_array(proto)
+        try:
+            what = helper.tensor_dtype_to_string(proto.data_type)
+        except (KeyError, ValueError):
+            what = f"unknown element type {proto.data_type}"
+        raise Unsupported(f"tensor '{proto.name}' has an element type edgert cannot store ({what})")
+    try:
+        return numpy_helper.to_array(proto)
+    except (ValueError, TypeError, KeyError, MemoryError) as exc:
+        raise ConversionError(f"initializer '{proto.name}' is damaged: its data do not match its dims "
+                              f"{list(proto.dims)} ({type(exc).__name__}: {str(exc)[:120]})") from None

@@ -9,6 +9,8 @@ on the first one, so the error lists them all. Graph passes run later (``convert
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,11 @@ def _first_line(exc) -> str:
 
 
 # --- graph inputs -------------------------------------------------------------------------------------
+# 2^34 floats is 64 GiB: no edge model takes such an input; a declared dim that big is damage, and
+# shape inference would otherwise try to allocate index tables of that size.
+MAX_INPUT_ELEMENTS = 1 << 34
+
+
 def fixed_inputs(model, input_shapes, file=None) -> list:
     """[(name, shape, dtype)] of the runtime inputs, every dim static, or a ConversionError saying
     which dims are dynamic and how to fix them."""
@@ -96,6 +103,11 @@ def fixed_inputs(model, input_shapes, file=None) -> list:
                             "each ? replaced by a size")
         else:
             out.append((vi.name, tuple(declared), ONNX_DTYPES[t.elem_type]))
+    for name, shape, _ in out:
+        if math.prod(shape) > MAX_INPUT_ELEMENTS:
+            raise ConversionError(f"input '{name}' has shape {list(shape)}, {math.prod(shape)} elements: implausibly "
+                                  f"large (more than {MAX_INPUT_ELEMENTS})", file=file,
+                                  hint="fix the size with --input-shape")
     if problems:
         raise ConversionError("edgert needs static shapes; " + "; ".join(problems), file=file)
     return out
@@ -136,6 +148,9 @@ def onnx_to_graph(model, input_shapes=None, fp16=False, progress=None, file=None
             ctx.set_const(init.name, tensor_value(init))
         except Unsupported as exc:
             raise ConversionError(str(exc), file=file) from None
+        except ConversionError as exc:
+            exc.file = exc.file or (str(file) if file else None)
+            raise
     unsupported, poisoned = [], set()
     total = len(g.node)
     for k, node in enumerate(g.node):
