@@ -89,3 +89,16 @@ def test_huge_declared_activation_is_a_budget_error_not_an_oom(tmp_path):
     with pytest.raises(BudgetError) as info:
         edgert.load(path)
     assert "of RAM" in str(info.value)
+
+
+@pytest.mark.parametrize("user_env, expect", [({}, ("PASSIVE", "10000")),
+                                              ({"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "7"}, ("ACTIVE", "7"))])
+def test_openmp_wait_defaults_are_set_before_libgomp_loads_and_user_values_win(user_env, expect):
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "NUMBA_THREADING_LAYER")}
+    env.update(user_env)
+    code = "import os, edgert.kernels._jit as j; print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert tuple(out.stdout.split()) == expect

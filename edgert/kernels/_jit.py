@@ -73,10 +73,15 @@ def _choose_threading_layer() -> bool:
     requested = os.environ.get("NUMBA_THREADING_LAYER", "").lower()
     if requested:
         return requested in ("omp", "tbb", "safe", "threadsafe")
-    # GNU OpenMP workers spin-wait by default: when another process holds a core, a 2-thread kernel
-    # then crawls (measured 10-100x slower than 1 thread). Passive waiting costs a few microseconds
-    # per parallel region instead. Read by libgomp when it loads, so set before importing omppool.
+    # GNU OpenMP workers spin-wait for long by default: when another process holds a core, a
+    # 2-thread kernel then crawls (measured 10-100x slower than 1 thread). Purely passive waiting
+    # avoids that but costs ~50 us of wake-up per parallel region, which ate the whole 2-thread gain
+    # (MobileNetV2 0.90x of 1 thread). A short bounded spin (GOMP_SPINCOUNT iterations, a few us)
+    # bridges the gap between one kernel and the next, then the workers sleep: MobileNetV2 1.48x,
+    # pose_detection 1.55x at 2 threads (BENCHMARKS.md). libgomp reads both when it loads, so they
+    # are set before importing omppool; values from the user's environment win.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     try:
         from numba.np.ufunc import omppool  # noqa: F401  (fails when no OpenMP runtime is installed)
     except ImportError:
