@@ -21,11 +21,13 @@ def act_attrs(act):
     return {"activation": act, "act_a": -0.5 if act == "clip" else 0.2, "act_b": 1.5 if act == "clip" else 0.5}
 
 
-def expected_conv_kernel(C, M, kh, kw, strides, pads, dilations, group, OW, w_const=True):
+def expected_conv_kernel(C, M, kh, kw, strides, pads, dilations, group, OW, w_const=True, NHW=None):
     if group == C and (group > 1 or M == 1):
         direct = kh == kw and kh in (3, 5) and strides[0] == strides[1] and strides[0] in (1, 2) \
             and dilations == [1, 1]
         return "f32_dwconv_direct" if direct else "f32_dwconv_generic"
+    if NHW is not None and w_const and group == 1 and NHW == (1, kh, kw) and pads == [0, 0, 0, 0]:
+        return "f32_gemv"  # the kernel covers the whole input: a matrix-vector product
     if kh == kw == 1 and strides == [1, 1] and pads == [0, 0, 0, 0]:
         return "f32_gemm_rows"
     if w_const and C // group * kh * kw <= ROWS_MAX_K and strides[1] in (1, 2) \
@@ -80,7 +82,7 @@ def test_conv_matches_reference(case, act, bias, fp16, w_const, seed):
     got, want, sess = run_conv("Conv", x_shape, w_shape, {**attrs, **act_attrs(act)}, seed, bias, fp16, w_const)
     assert sess.describe()["nodes"][0]["kernel"] == expected_conv_kernel(
         x_shape[1], w_shape[0], *w_shape[2:], attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"],
-        got[0].shape[3], w_const)
+        got[0].shape[3], w_const, NHW=(x_shape[0], *x_shape[2:]))
     assert_close(got[0], want[0], what="Conv")
 
 
@@ -115,6 +117,9 @@ PATHS = [
     ((1, 3, 37, 64), (13, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 0, 1]}, "f32_conv_rows"),
     ((2, 4, 9, NR), (10, 2, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_conv_rows"),
     ((1, 2, 11, NR), (5, 2, 3, 5), {"pads": [0, 2, 3, 2], "dilations": [2, 1]}, "f32_conv_rows"),
+    ((1, 24, 2, 2), (213, 24, 2, 2), {}, "f32_gemv"),  # iris_landmark's head: kernel == input
+    ((1, 7, 3, 5), (5, 7, 3, 5), {}, "f32_gemv"),
+    ((1, 9, 1, 1), (4, 9, 1, 1), {}, "f32_gemv"),
 ]
 
 
@@ -134,6 +139,7 @@ def test_every_conv_path(x_shape, w_shape, attrs, kernel, act):
     ((1, 96, 96, 96), (96, 1, 3, 3), {"group": 96, "pads": [1, 1, 1, 1], "strides": [2, 2]}, "f32_dwconv_direct_mt"),
     ((1, 64, 48, 48), (64, 1, 3, 3), {"group": 64, "pads": [2, 2, 2, 2], "dilations": [2, 2]},
      "f32_dwconv_generic_mt"),
+    ((1, 256, 4, 4), (512, 256, 4, 4), {}, "f32_gemv_mt"),
 ])
 def test_threaded_conv_paths(x_shape, w_shape, attrs, kernel):
     got, want, sess = run_conv("Conv", x_shape, w_shape, {**attrs, **act_attrs("relu")}, 2, threads=2)
