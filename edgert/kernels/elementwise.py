@@ -82,20 +82,84 @@ def f32_binary_scalar_a(a, b, out, op, code, p, q):
         out[i] = apply_act(_binary(s, b[i], op), code, p, q)
 
 
+# Rows are sliced into views first: indexing with offset + i would make numba emit a negative-index
+# wraparound check per element, which stops LLVM from vectorising; range-based indices are provably
+# non-negative.
+@inline
+def _row_b_scalar(a, ao, s, out, o, n, op, code, p, q):
+    av = a[ao:ao + n]
+    ov = out[o:o + n]
+    for i in range(n):
+        ov[i] = apply_act(_binary(av[i], s, op), code, p, q)
+
+
+@inline
+def _row_a_scalar(s, b, bo, out, o, n, op, code, p, q):
+    bv = b[bo:bo + n]
+    ov = out[o:o + n]
+    for i in range(n):
+        ov[i] = apply_act(_binary(s, bv[i], op), code, p, q)
+
+
+@inline
+def _row_both(a, ao, b, bo, out, o, n, op, code, p, q):
+    av = a[ao:ao + n]
+    bv = b[bo:bo + n]
+    ov = out[o:o + n]
+    for i in range(n):
+        ov[i] = apply_act(_binary(av[i], bv[i], op), code, p, q)
+
+
+@inline
+def _row_strided(a, ao, s3a, b, bo, s3b, out, o, n, op, code, p, q):
+    for i in range(n):
+        out[o + i] = apply_act(_binary(a[ao + i * s3a], b[bo + i * s3b], op), code, p, q)
+
+
+@inline
+def _row(a, ao, s3a, b, bo, s3b, out, o, n, op, code, p, q):
+    # The usual broadcasts in a convnet: a per-channel scale or bias (one value of b per row of a),
+    # or equal rows. Those rows get loops with unit strides, and for Mul/Add without activation
+    # constant codes, so they vectorise (the generic strided loop runs scalar: 0.4 ms for a
+    # 16x128x128 channel scale in selfie_segmentation).
+    if s3a == 1 and s3b == 0:
+        if op == MUL and code == NONE:
+            _row_b_scalar(a, ao, b[bo], out, o, n, MUL, NONE, p, q)
+        elif op == ADD and code == NONE:
+            _row_b_scalar(a, ao, b[bo], out, o, n, ADD, NONE, p, q)
+        else:
+            _row_b_scalar(a, ao, b[bo], out, o, n, op, code, p, q)
+    elif s3a == 0 and s3b == 1:
+        if op == MUL and code == NONE:
+            _row_a_scalar(a[ao], b, bo, out, o, n, MUL, NONE, p, q)
+        elif op == ADD and code == NONE:
+            _row_a_scalar(a[ao], b, bo, out, o, n, ADD, NONE, p, q)
+        else:
+            _row_a_scalar(a[ao], b, bo, out, o, n, op, code, p, q)
+    elif s3a == 1 and s3b == 1:
+        if op == MUL and code == NONE:
+            _row_both(a, ao, b, bo, out, o, n, MUL, NONE, p, q)
+        elif op == ADD and code == NONE:
+            _row_both(a, ao, b, bo, out, o, n, ADD, NONE, p, q)
+        else:
+            _row_both(a, ao, b, bo, out, o, n, op, code, p, q)
+    else:
+        _row_strided(a, ao, s3a, b, bo, s3b, out, o, n, op, code, p, q)
+
+
 @kernel
 def f32_binary_strided4(a, astr, b, bstr, out, shape, op, code, p, q):
     """General broadcast over 4 coalesced dims; astr/bstr are element strides (0 = broadcast)."""
     n0, n1, n2, n3 = shape[0], shape[1], shape[2], shape[3]
+    s3a = astr[3]
+    s3b = bstr[3]
     o = 0
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
                 ab = i0 * astr[0] + i1 * astr[1] + i2 * astr[2]
                 bb = i0 * bstr[0] + i1 * bstr[1] + i2 * bstr[2]
-                s3a = astr[3]
-                s3b = bstr[3]
-                for i3 in range(n3):
-                    out[o + i3] = apply_act(_binary(a[ab + i3 * s3a], b[bb + i3 * s3b], op), code, p, q)
+                _row(a, ab, s3a, b, bb, s3b, out, o, n3, op, code, p, q)
                 o += n3
 
 
@@ -122,10 +186,13 @@ def f32_unary_act(x, out, code, p, q):
 
 @inline
 def _prelu_row_const(x, out, o, n, s):
-    # One slope for the whole row (per-channel PRelu in NCHW): a select LLVM vectorises.
+    # One slope for the whole row (per-channel PRelu in NCHW): a select LLVM vectorises (on sliced
+    # views, see _row_b_scalar).
+    xv = x[o:o + n]
+    ov = out[o:o + n]
     for i in range(n):
-        v = x[o + i]
-        out[o + i] = v if v >= 0.0 else v * s
+        v = xv[i]
+        ov[i] = v if v >= 0.0 else v * s
 
 
 @inline
