@@ -165,7 +165,7 @@ def markdown(results, command) -> str:
                          f"{s['ort_ms']:.3f} ({s['ort_p90_ms']:.3f}) | **{s['ratio']:.2f}x** | {s['rel_err']:.1e} | "
                          f"{s['foreign_cores']} |")
     lines += ["", "Start-up, fresh process, 1 thread (cold = empty Numba cache; warm = cached kernels). "
-              "start = load + first run; import excluded.", "",
+              "start = import of the engine + load + first run (numpy's import excluded).", "",
               "| model | edgert cold start ms | edgert warm start ms (load + first run) | ORT start ms (session + first run) | warm / ORT | edgert peak RSS MiB | ORT peak RSS MiB | arena KiB | lower bound KiB | arena / bound |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
