@@ -11,3 +11,5 @@ from . import reduce  # noqa: E402,F401
 from . import shape  # noqa: E402,F401
 from . import resize  # noqa: E402,F401
 from . import codebook  # noqa: E402,F401
+from . import volume  # noqa: E402,F401
+from . import norm  # noqa: E402,F401
