@@ -149,3 +149,40 @@ def summarize(plan: MemoryPlan) -> dict:
     return {"arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.lower_bound,
             "ratio": round(plan.arena_bytes / plan.lower_bound, 4) if plan.lower_bound else 1.0,
             "strategy": plan.strategy, "buffers": len(plan.buffers)}
+
+
+def with_input_shapes(graph: Graph, input_shapes: dict, file=None) -> Graph:
+    """A copy of ``graph`` whose inputs take ``input_shapes`` and whose other tensors are re-inferred.
+
+    For fully convolutional models (segmentation networks run window by window): the nodes and the
+    constants are shared with ``graph``, only the tensor table is new. A node that cannot take the
+    new shape (a Reshape with a baked shape, a Resize with baked output sizes, a Gemm head) raises
+    a ShapeError naming it.
+    """
+    from dataclasses import replace
+    unknown = sorted(set(input_shapes) - set(graph.inputs))
+    if unknown:
+        raise GraphError(f"no graph input(s) {unknown} to reshape; inputs: {list(graph.inputs)}", file=file)
+    tensors = {n: graph.tensors[n] for n in list(graph.inputs) + list(graph.consts)}
+    for name, shape in input_shapes.items():
+        old = graph.tensors[name]
+        shape = tuple(int(d) for d in shape)
+        if len(shape) != len(old.shape) or any(d <= 0 for d in shape):
+            raise ShapeError(f"input '{name}' is {list(old.shape)}; cannot set it to {list(shape)} "
+                             "(same rank, positive dims)", file=file)
+        tensors[name] = TensorInfo(name, shape, old.dtype)
+    new = replace(graph, tensors=tensors)
+    try:
+        infer_graph(new, file=file, check_declared=False)
+    except ShapeError as exc:
+        exc.message = f"at input shape(s) {_shapes_text(input_shapes)}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+    for name in graph.outputs:
+        if name not in new.tensors:
+            raise GraphError(f"graph output '{name}' is never produced", file=file)
+    return new
+
+
+def _shapes_text(shapes: dict) -> str:
+    return ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in shapes.items())

@@ -183,7 +183,8 @@ class Session:
         }
 
 
-def load(path, board=None, threads=None, verify: bool = True, options=None, memory_budget=None) -> Session:
+def load(path, board=None, threads=None, verify: bool = True, options=None, memory_budget=None,
+         input_shapes=None) -> Session:
     """Load an .ert model and prepare it for running (the ONNX Runtime ``InferenceSession`` of edgert).
 
     Parameters
@@ -199,6 +200,12 @@ def load(path, board=None, threads=None, verify: bool = True, options=None, memo
         Check every weight blob's checksum while loading.
     memory_budget : int or str, optional
         Bytes (or "1GiB") the model may use; overrides the board profile. Over budget is a BudgetError.
+    input_shapes : dict, optional
+        {input name: shape}: prepare a fully convolutional model at other input sizes than it was
+        converted with (e.g. one sliding window). A node that cannot take them raises a ShapeError.
     """
     graph = read_ert(path, verify=verify)
+    if input_shapes:
+        from .prepare import with_input_shapes
+        graph = with_input_shapes(graph, input_shapes, file=path)
     return Session(graph, path=path, threads=threads, board=board, options=options, memory_budget=memory_budget)
