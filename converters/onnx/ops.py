@@ -262,3 +262,12 @@ def _register_codebook_ops():
 
 
 _register_codebook_ops()
+
+
+def _register_volume_ops():
+    # 5-D inputs of Conv/ConvTranspose/pooling/Resize go to the IR's 3-D ops; Instance/GroupNormalization.
+    from .ops_volume import volume_forms
+    volume_forms(OPS)
+
+
+_register_volume_ops()

@@ -11,7 +11,8 @@ from edgert.ops import get_op
 
 from .rewrite import is_private, take_over_output, uses
 
-PRODUCERS = ("Conv", "ConvTranspose", "FullyConnected", "Add", "Sub", "Mul", "Div")
+PRODUCERS = ("Conv", "ConvTranspose", "FullyConnected", "Add", "Sub", "Mul", "Div",
+             "Conv3D", "ConvTranspose3D", "GroupNorm")
 # IR activation op -> (fused activation name, attribute giving act_a, attribute giving act_b)
 ACTIVATIONS = {"Relu": ("relu", None, None), "Clip": ("clip", "min", "max"), "Sigmoid": ("sigmoid", None, None),
                "HardSwish": ("hardswish", None, None), "HardSigmoid": ("hardsigmoid", "alpha", "beta"),
