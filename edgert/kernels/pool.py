@@ -42,6 +42,13 @@ def _valid_columns(off, sw, W, OW):
 
 
 @inline
+def _max_nan(a, b):
+    # NaN wins, in either argument (numpy's and the reference's rule); a bare max() keeps or drops
+    # a NaN depending on argument order. Still a compare-and-select, so loops vectorise.
+    return a if (a >= b or a != a) else b
+
+
+@inline
 def _vertical(x, v, g, p, oh, is_max):
     """v = max (or sum) over the window's valid input rows for output row oh of plane p."""
     H, W, kh, sh, pt, dh = g[1], g[2], g[5], g[7], g[9], g[11]
@@ -58,7 +65,7 @@ def _vertical(x, v, g, p, oh, is_max):
             first = False
         elif is_max:
             for w in range(W):
-                v[w] = max(v[w], xr[w])
+                v[w] = _max_nan(v[w], xr[w])
         else:
             for w in range(W):
                 v[w] += xr[w]
@@ -82,7 +89,7 @@ def _horizontal(v, dst, n, g, is_max):
         s = v[lo + off:hi + off]
         if is_max:
             for t in range(hi - lo):
-                o[t] = max(o[t], s[t])
+                o[t] = _max_nan(o[t], s[t])
         else:
             for t in range(hi - lo):
                 o[t] += s[t]
@@ -137,6 +144,35 @@ def f32_maxpool_rows_mt(x, out, scratch, g):
     per = (rows + chunks - 1) // chunks
     for c in prange(chunks):
         _maxpool_chunk(x, out, scratch[c], g, c * per, min(rows, (c + 1) * per))
+
+
+@inline
+def _max2x2_rows(x, out, H, W, OH, OW, r0, r1):
+    # The 2x2 stride-2 pool of most detectors: two input rows per output row, one pass, no scratch.
+    # (The separable path makes five short passes per output row, 3.5 ns per output on 64x16x16.)
+    for r in range(r0, r1):
+        p = r // OH
+        oh = r - p * OH
+        base = (p * H + 2 * oh) * W
+        a = x[base:base + W]
+        b = x[base + W:base + 2 * W]
+        orow = out[r * OW:(r + 1) * OW]
+        for ow in range(OW):
+            orow[ow] = _max_nan(_max_nan(a[2 * ow], a[2 * ow + 1]), _max_nan(b[2 * ow], b[2 * ow + 1]))
+
+
+@kernel
+def f32_maxpool_2x2s2(x, out, g):
+    """Max pool 2x2, stride 2, no padding, floor mode. x, out: flat NCHW; g: geometry."""
+    _max2x2_rows(x, out, g[1], g[2], g[3], g[4], 0, g[0] * g[3])
+
+
+@kernel(parallel=True)
+def f32_maxpool_2x2s2_mt(x, out, g, chunks):
+    rows = g[0] * g[3]
+    per = (rows + chunks - 1) // chunks
+    for c in prange(chunks):
+        _max2x2_rows(x, out, g[1], g[2], g[3], g[4], c * per, min(rows, (c + 1) * per))
 
 
 @kernel

@@ -101,7 +101,7 @@ class _Pool(OpDef):
 class MaxPool(_Pool):
     name = "MaxPool"
     attrs = {"kernel": REQUIRED, "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "ceil_mode": 0}
-    kernels = ("f32_maxpool_rows", "f32_maxpool_rows_mt")
+    kernels = ("f32_maxpool_rows", "f32_maxpool_rows_mt", "f32_maxpool_2x2s2", "f32_maxpool_2x2s2_mt")
 
     def reference(self, attrs, x):
         taps, inside, _ = self.windows(attrs, x)
@@ -112,6 +112,12 @@ class MaxPool(_Pool):
         kh, kw, sh, sw, pt, pl, _, _, dh, dw, OH, OW = self.geometry(attrs, ins[0].shape)
         g = np.array([N * C, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw], dtype=np.int64)
         mt = use_threads(ctx, outs[0].size * kh * kw)
+        if (kh, kw, sh, sw, dh, dw) == (2, 2, 2, 2, 1, 1) and not any(attrs["pads"]) and (OH, OW) == (H // 2, W // 2):
+            chunks = row_chunks(ctx, mt, N * C * OH)
+            name = "f32_maxpool_2x2s2" + ("_mt" if mt else "")
+            extra = (chunks,) if mt else ()
+            return Prepared(name, getattr(K, name), lambda i, o, s: (flat(i[0]), flat(o[0]), g, *extra),
+                            reason="2x2 s2: one pass over row pairs" + (", over threads" if mt else ""))
         name = "f32_maxpool_rows_mt" if mt else "f32_maxpool_rows"
         return Prepared(name, getattr(K, name), lambda i, o, s: (flat(i[0]), flat(o[0]), s[0], g),
                         scratch=[((row_chunks(ctx, mt, N * C * OH), 2, max(W, (OW - 1) * sw + 1)), "f32")],

@@ -31,6 +31,15 @@ def pool_case(draw, dilated=True, big=False):
     return (n, c, h, w), attrs
 
 
+def expected_maxpool(shape, attrs, threaded=False):
+    """The kernel prepare must pick: the one-pass 2x2 stride-2 kernel where it applies, else separable rows."""
+    h, w = shape[2:]
+    two = (attrs["kernel"] == [2, 2] and attrs["strides"] == [2, 2] and attrs.get("dilations", [1, 1]) == [1, 1]
+           and not any(attrs["pads"]) and (h // 2, w // 2) == tuple(
+               pool_output_size(n, 2, 2, 0, 0, 1, attrs.get("ceil_mode", 0)) for n in (h, w)))
+    return ("f32_maxpool_2x2s2" if two else "f32_maxpool_rows") + ("_mt" if threaded else "")
+
+
 def _run(op, shape, attrs, seed, threads=1):
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     try:
@@ -44,7 +53,21 @@ def _run(op, shape, attrs, seed, threads=1):
 @given(case=pool_case(), seed=st.integers(0, 2**31 - 1))
 def test_maxpool_matches_reference(case, seed):
     got, want, sess = _run("MaxPool", *case, seed)
-    assert sess.describe()["nodes"][0]["kernel"] == "f32_maxpool_rows"
+    assert sess.describe()["nodes"][0]["kernel"] == expected_maxpool(*case)
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+@pytest.mark.arm
+@pytest.mark.parametrize("shape,threads", [((1, 3, 8, 8), 1), ((2, 5, 7, 9), 1), ((1, 1, 2, 3), 1),
+                                           ((1, 64, 33, 32), 2)])
+@pytest.mark.parametrize("ceil", [0, 1])
+def test_maxpool_2x2_stride_2(shape, threads, ceil):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    x.flat[::7] = np.nan
+    x.flat[3::11] = -np.inf
+    attrs = {"kernel": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0], "ceil_mode": ceil}
+    got, want, sess = run_both("MaxPool", [("x", x)], attrs, threads=threads)
+    assert sess.describe()["nodes"][0]["kernel"] == expected_maxpool(shape, attrs, threaded=threads > 1)
     np.testing.assert_array_equal(got[0], want[0])
 
 
@@ -61,7 +84,7 @@ def test_avgpool_matches_reference(case, cip, seed):
 @given(case=pool_case(big=True), seed=st.integers(0, 2**31 - 1))
 def test_threaded_maxpool_matches_reference(case, seed):
     got, want, sess = _run("MaxPool", *case, seed, threads=2)
-    assert sess.describe()["nodes"][0]["kernel"] == "f32_maxpool_rows_mt"
+    assert sess.describe()["nodes"][0]["kernel"] == expected_maxpool(*case, threaded=True)
     np.testing.assert_array_equal(got[0], want[0])
 
 
@@ -185,3 +208,15 @@ def test_threaded_kernels_with_any_chunk_count(op):
         out = np.zeros(want.shape, np.float32)
         kernel(*prepared.bind([x], [out], [np.zeros((chunks, *shape[1:]), np.float32)]))
         assert_close(out, want, what=f"{op} chunks={chunks}")
+
+
+@pytest.mark.arm
+@pytest.mark.parametrize("attrs", [{"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+                                   {"kernel": [2, 3], "strides": [1, 2], "pads": [0, 1, 1, 0]}])
+def test_separable_maxpool_propagates_nan_like_the_reference(attrs):
+    x = np.random.default_rng(1).standard_normal((1, 4, 9, 10)).astype(np.float32)
+    x.flat[::5] = np.nan
+    got, want, sess = run_both("MaxPool", [("x", x)], attrs)
+    assert sess.describe()["nodes"][0]["kernel"] == "f32_maxpool_rows"
+    assert np.isnan(want[0]).any()
+    np.testing.assert_array_equal(got[0], want[0])
