@@ -111,9 +111,9 @@ class _Progress:
         self._close()
 
 
-def _load(model, threads, board, memory_budget=None):
+def _load(model, threads, board, memory_budget=None, input_shapes=None):
     from .runtime.session import load
-    return load(model, threads=threads, board=board, memory_budget=memory_budget)
+    return load(model, threads=threads, board=board, memory_budget=memory_budget, input_shapes=input_shapes)
 
 
 def _budget_option(f):
@@ -153,11 +153,25 @@ def _read_inputs(sess, inputs, seed):
                    "LAYER:group=1, LAYER:positions=0,3, LAYER:keep-k=no, LAYER:bypass (repeatable).")
 @click.option("--emit-codes", is_flag=True,
               help="Print the codes each codebook/key-value layer chose (saved as codes/LAYER in --output).")
+@click.option("--tile", default=None, metavar="auto|DxHxW",
+              help="Run over sliding windows of this size (auto: the largest that fits the memory budget). "
+                   "Without it, windows are used when the whole-volume plan does not fit the budget.")
+@click.option("--overlap", default=0.25, show_default=True, help="Tiled runs: fraction of a window shared by neighbours.")
+@click.option("--blend", type=click.Choice(["gaussian", "constant"]), default="gaussian", show_default=True,
+              help="Tiled runs: how overlapping windows are weighted (as MONAI's sliding_window_inference).")
+@click.option("--exact", is_flag=True, help="Tiled runs: windows overlap by the receptive field and each voxel comes "
+                                            "from one window, so the result equals the whole-volume run.")
 @_budget_option
-def run(model, inputs, output, threads, board, seed, codebook, emit_codes, memory_budget):
+def run(model, inputs, output, threads, board, seed, codebook, emit_codes, memory_budget, tile, overlap, blend, exact):
     """Run a model once and print (or save) its outputs."""
     from .cli_codebook import apply_codebook_options, describe_codes
-    sess = _load(model, threads, board, memory_budget)
+    from .cli_tiling import check_options, decide, run_tiled
+    check_options(tile, overlap, codebook, emit_codes)
+    route = decide(model, inputs, threads, board, memory_budget, tile, exact)
+    if route and route[0] == "tile":
+        check_options("auto", overlap, codebook, emit_codes)
+        return run_tiled(model, route[1], output, threads, board, memory_budget, tile, overlap, blend, exact, route[2])
+    sess = _load(model, threads, board, memory_budget, input_shapes=route[1] if route else None)
     for line in apply_codebook_options(sess, codebook):
         click.echo(line)
     feeds = _read_inputs(sess, inputs, seed)

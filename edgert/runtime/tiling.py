@@ -335,9 +335,12 @@ def _validate_volume(graph, name, shape, path):
 
 
 def plan_tiles(graph, input_name, volume, tile="auto", overlap=DEFAULT_OVERLAP, blend="gaussian", exact=False,
-               budget_bytes=None, threads=1, file=None, channels_out=None):
+               budget_bytes=None, threads=1, file=None, baseline_bytes=None):
     """Choose the window (``tile`` "auto": the largest on the stride grid whose planned peak fits
-    ``budget_bytes``) and list the windows. Returns a TilePlan."""
+    ``budget_bytes``) and list the windows. Returns a TilePlan.
+
+    The planned peak is ``baseline_bytes`` (default: this process's resident memory now) + the
+    window's arena + packed and mapped weights + the I/O buffers and output rings (``io_bytes``)."""
     from .prepare import prepare_graph, with_input_shapes
     rank = len(volume)
     if blend not in BLEND_MODES:
@@ -349,7 +352,7 @@ def plan_tiles(graph, input_name, volume, tile="auto", overlap=DEFAULT_OVERLAP, 
                          "(a global pool or reduction)", file=file)
     C = graph.tensors[input_name].shape[1]
     weights = sum(v.nbytes for v in graph.consts.values())
-    baseline = process_rss()
+    baseline = process_rss() if baseline_bytes is None else baseline_bytes
 
     def cost(roi):
         g = with_input_shapes(graph, {input_name: (1, C, *roi)}, file=file)
@@ -595,7 +598,8 @@ def _write_outputs(output: Path, names, shapes, fill):
 
 
 def whole_volume_fits(graph, name, shape, budget_bytes, threads=1, file=None):
-    """(fits, reason): whether the untiled model at ``shape`` plans within ``budget_bytes``."""
+    """(fits, reason): whether an untiled run at ``shape`` plans within ``budget_bytes``, counting
+    what the process holds already, the model's arena and weights, the input and the outputs."""
     from ..boards import format_bytes
     from .prepare import prepare_graph, with_input_shapes
     try:
@@ -603,8 +607,9 @@ def whole_volume_fits(graph, name, shape, budget_bytes, threads=1, file=None):
         nodes, plan, _ = prepare_graph(g, threads=threads, file=file)
     except EdgertError as exc:
         return False, f"the model does not take the whole volume ({exc.message})"
-    need = plan.arena_bytes + sum(p.prepared.persistent_bytes for p in nodes if p.prepared) + \
-        sum(v.nbytes for v in graph.consts.values())
+    need = (process_rss() + plan.arena_bytes + sum(p.prepared.persistent_bytes for p in nodes if p.prepared)
+            + sum(v.nbytes for v in graph.consts.values())
+            + sum(g.tensors[n].nbytes for n in list(g.inputs) + list(g.outputs)))
     if budget_bytes is not None and need > budget_bytes:
         return False, f"the whole-volume plan needs {format_bytes(need)}, over the budget of {format_bytes(budget_bytes)}"
     return True, f"the whole-volume plan needs {format_bytes(need)}"
