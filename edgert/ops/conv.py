@@ -31,7 +31,10 @@ from .registry import OpDef, Prepared, register
 from .shape import int_attr, int_list
 
 PARALLEL_MIN_MACS = 1_000_000
-ROWS_MAX_K = 64  # direct convolution on rows when K = C/g*kh*kw is at most this ...
+# Direct convolution on rows beat im2col + GEMM on every shape measured (K = 27 to 2304: stems,
+# 3x3 at 16-256 channels; 0.46-0.89x the time, tools/bench_kernels.py and BENCHMARKS.md), so the
+# limit is the largest K measured rather than the 64 first assumed.
+ROWS_MAX_K = 2304  # direct convolution on rows when K = C/g*kh*kw is at most this ...
 ROWS_MAX_WASTE = 0.15  # ... and at most this fraction of each output row's last panel is padding
 _DUMMY = np.zeros(1, np.float32)  # stands in for an absent bias or an unused operand
 
