@@ -146,7 +146,7 @@ def network_geometry(graph, input_name: str, rank: int):
             if key in attrs:
                 kernel = _spatial(attrs[key], rank)
         if op.startswith("Global") or op in WHOLE_TENSOR_OPS or (op.startswith("Reduce") and _reduces_space(attrs, rank)):
-            r = [Fraction(math.inf)] * rank  # never finite: exact mode refuses
+            r = [math.inf] * rank  # never finite: exact mode refuses
         elif "Transpose" in op and op.startswith("Conv"):
             s = _spatial(attrs.get("strides"), rank)
             k = kernel or [1] * rank
