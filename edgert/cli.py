@@ -217,13 +217,22 @@ def inspect(model, as_json, threads, board, memory_budget):
             click.echo(f"  {kind[:-1]:<6} {t['name']}  {t['shape']}  {t['dtype']}")
     click.echo(f"\n{'node':<40} {'op':<18} {'output':<20} {'kernel':<26} why")
     for n in info["nodes"]:
+        in_place = f"; in place: saves {_fmt_bytes(n['in_place_bytes'])}" if n.get("in_place_bytes") else ""
         click.echo(f"{n['name'][:40]:<40} {n['op']:<18} {'x'.join(map(str, n['shape'])):<20} {n['kernel']:<26} "
-                   f"{n['reason']}")
+                   f"{n['reason']}{in_place}")
     mem = info["memory"]
     click.echo(f"\nops: {len(info['nodes'])}   weights: {_fmt_bytes(info['weight_bytes'])} (memory-mapped)"
                f"   packed weights: {_fmt_bytes(info['packed_bytes'])}")
     click.echo(f"arena: {_fmt_bytes(mem['arena_bytes'])}   lower bound: {_fmt_bytes(mem['lower_bound_bytes'])}"
                f"   ratio {mem['ratio']:.3f} ({mem['strategy']}, {mem['buffers']} buffers)")
+    saved = sum(n.get("in_place_bytes", 0) for n in info["nodes"])
+    if saved:
+        click.echo(f"in place: {sum(1 for n in info['nodes'] if n.get('in_place_bytes'))} nodes write over their "
+                   f"input, {_fmt_bytes(saved)} of outputs never allocated")
+    for name, r in ((info.get("metadata") or {}).get("memory_reducers") or {}).items():
+        if r.get("saved_bytes") is not None:
+            click.echo(f"reducer {name}: {r.get('blocks', 0)} blocks, arena {_fmt_bytes(r['arena_bytes_without'])} -> "
+                       f"{_fmt_bytes(r['arena_bytes_with'])} at conversion (saves {_fmt_bytes(r['saved_bytes'])})")
     fit = info["budget"]
     if fit["budget_bytes"] is not None:
         click.echo(f"budget{' (' + info['board'] + ')' if info['board'] else ''}: needs {_fmt_bytes(fit['need_bytes'])}"

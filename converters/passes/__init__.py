@@ -17,13 +17,15 @@ from .fold_constants import fold_constants
 from .fuse_activation import fuse_activation
 from .fuse_hardswish import fuse_hardswish
 from .fuse_pad import fuse_pad
+from .fuse_reversible import fuse_reversible
 from .remove_identity import remove_identity
 
 # Order matters within a round: folding first exposes identities; batchnorm folding before
 # activation fusion (a fused layer takes no more affine folds); hard-swish recognition before
-# activation fusion (which then folds the HardSwish into its producer); dead code last.
-PASSES = (fold_constants, remove_identity, fold_batchnorm, fuse_pad, fuse_hardswish, fuse_activation,
-          eliminate_dead)
+# activation fusion (which then folds the HardSwish into its producer); reversible blocks before
+# activation fusion (their Adds must still be plain); dead code last.
+PASSES = (fold_constants, remove_identity, fold_batchnorm, fuse_pad, fuse_hardswish, fuse_reversible,
+          fuse_activation, eliminate_dead)
 MAX_ROUNDS = 50
 
 
@@ -63,6 +65,7 @@ __all__ = [
     "fuse_activation",
     "fuse_hardswish",
     "fuse_pad",
+    "fuse_reversible",
     "remove_identity",
     "run_passes",
     "validate",

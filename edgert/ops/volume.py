@@ -98,8 +98,9 @@ def _conv_geometry(x_shape, c0, w_shape, out_shape, group, strides, pads, dilati
 class Conv3D(OpDef):
     name = "Conv3D"
     family = "conv"
+    # in_offset/in_channels: read channels [in_offset, in_offset + in_channels) of the input (0: all of it)
     attrs = {"strides": [1, 1, 1], "pads": [0] * 6, "dilations": [1, 1, 1], "group": 1, "in_offset": 0,
-             **ACT_ATTRS}
+             "in_channels": 0, **ACT_ATTRS}
     num_inputs = (2, 3)
     kernels = ("f32_gemm_rows", "f32_gemm_rows_mt", "f32_conv3d_direct")
 
@@ -108,6 +109,7 @@ class Conv3D(OpDef):
         strides, pads, dilations = _geometry(self, node, attrs)
         group = int_attr(self, node, attrs, "group", 1)
         c0 = int_attr(self, node, attrs, "in_offset", 0)
+        window = int_attr(self, node, attrs, "in_channels", 0)
         _need_5d(self, node, ins[0], "input")
         _need_5d(self, node, ins[1], "weight")
         N, C, D, H, W = ins[0].shape
@@ -117,11 +119,12 @@ class Conv3D(OpDef):
             raise self.error(node, f"weight shape {list(ins[1].shape)} has an empty dim")
         if M % group:
             raise self.error(node, f"group {group} does not divide the {M} output channels")
-        if c0 + Cg * group > C:
-            raise self.error(node, f"reads channels [{c0}, {c0 + Cg * group}) ({Cg} per group x {group} groups) "
-                                   f"of an input with {C}")
-        if c0 == 0 and Cg * group != C:
-            raise self.error(node, f"weight expects {Cg * group} input channels, the input has {C}")
+        used = window or C - c0
+        if c0 + used > C:
+            raise self.error(node, f"reads channels [{c0}, {c0 + used}) of an input with {C}")
+        if Cg * group != used:
+            raise self.error(node, f"weight expects {Cg * group} input channels ({Cg} per group x {group} groups), "
+                                   f"the input {'window ' if used != C else ''}has {used}")
         out = [conv_output_size(n, k, s, pads[i], pads[i + 3], d)
                for i, (n, k, s, d) in enumerate(zip((D, H, W), (kd, kh, kw), strides, dilations))]
         if min(out) < 1:

@@ -165,6 +165,12 @@ class Session:
             else:
                 info.update(kernel=p.prepared.kernel, reason=p.prepared.reason,
                             packed_bytes=p.prepared.persistent_bytes)
+                k = p.opdef.inplace
+                if (k is not None and len(p.node.inputs) > k and p.node.inputs[k]
+                        and p.node.inputs[k] not in self.graph.consts
+                        and self._groups.find(p.node.inputs[k]) == self._groups.find(p.node.outputs[0])):
+                    # The planner put the output over the input: one buffer of this size never allocated.
+                    info["in_place_bytes"] = int(self.graph.tensors[p.node.outputs[0]].nbytes)
             nodes.append(info)
         weights = sum(v.nbytes for v in self.graph.consts.values())
         return {

@@ -61,18 +61,18 @@ def test_conv3d_matches_reference(case):
 
 
 @pytest.mark.arm
-@given(pointwise=st.booleans(), seed=st.integers(0, 2**31 - 1))
-def test_conv3d_reads_a_channel_window(pointwise, seed):
+@given(pointwise=st.booleans(), offset=st.sampled_from([0, 3]), seed=st.integers(0, 2**31 - 1))
+def test_conv3d_reads_a_channel_window(pointwise, offset, seed):
     """in_offset: the convolution reads channels [c0, c0 + Cin) of a wider buffer (a reversible half)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((1, 6, 3, 4, 5)).astype(np.float32)
     k = 1 if pointwise else 3
     w = rng.standard_normal((4, 3, k, k, k)).astype(np.float32)
-    attrs = {"in_offset": 3, "pads": [k // 2] * 6}
+    attrs = {"in_offset": offset, "in_channels": 3, "pads": [k // 2] * 6}
     got, want, _ = run_both("Conv3D", [("x", x), ("w", w)], attrs, consts=("w",))
     assert_close(got[0], want[0], what="Conv3D window")
     direct = REGISTRY["Conv3D"].reference({**REGISTRY["Conv3D"].attrs, **attrs, "in_offset": 0},
-                                          np.ascontiguousarray(x[:, 3:]), w)[0]
+                                          np.ascontiguousarray(x[:, offset:offset + 3]), w)[0]
     assert_close(got[0], direct, what="Conv3D window vs sliced input")
 
 
