@@ -8,6 +8,17 @@ import tempfile
 from pathlib import Path
 
 
+def _final_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` would give: the replaced file's, else 0666 minus the umask.
+    (mkstemp creates 0600, which would make a converted model unreadable to other users.)"""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
     """Open a temporary file next to ``path``; on success fsync it and rename it over ``path``.
@@ -22,6 +33,7 @@ def atomic_write(path, mode: str = "wb"):
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -57,3 +57,20 @@ def test_killed_writer_never_leaves_a_torn_file(tmp_path, delay):
     assert digest in (old, hashlib.sha256(new_expected.read_bytes()).hexdigest()), "torn file"
     out = edgert.load(path, threads=1).run({"x": np.zeros(n, np.float32)})["y"]
     assert out[0] in (1.0, 2.0) and np.all(out == out[0])
+
+
+def test_written_files_get_normal_permissions_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+    from edgert.fileio import atomic_write
+    umask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "new.bin") as fh:
+            fh.write(b"x")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.bin").st_mode) == 0o644
+        os.chmod(tmp_path / "new.bin", 0o640)  # replacing a file keeps its mode
+        with atomic_write(tmp_path / "new.bin") as fh:
+            fh.write(b"y")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.bin").st_mode) == 0o640
+    finally:
+        os.umask(umask)

