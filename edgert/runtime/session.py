@@ -118,8 +118,9 @@ class Session:
                                  file=self.path, hint="reconvert with --input-shape to change the input size")
             np.copyto(self.view(name), array)
 
-    def run(self, feeds: dict, output_names=None) -> dict:
-        """Run the model. Returns {output name: array}; the arrays are copies the caller owns."""
+    def run(self, feeds: dict, output_names=None, copy: bool = True) -> dict:
+        """Run the model. Returns {output name: array}; the arrays are copies the caller owns, or with
+        ``copy=False`` views of the arena, valid (and writable) only until the next run."""
         names = list(output_names) if output_names else [s.name for s in self.outputs]
         bad = [n for n in names if n not in self.graph.tensors]
         if bad:
@@ -129,7 +130,7 @@ class Session:
             self._feed(feeds)
             for fn, args in self.steps:
                 fn(*args)
-            return {n: np.array(self.view(n), copy=True) for n in names}
+            return {n: np.array(self.view(n), copy=True) if copy else self.view(n) for n in names}
 
     # --- codebook interventions (see edgert.interventions) ---------------------------------------
     def set_codebook_intervention(self, layer, **kwargs) -> None:

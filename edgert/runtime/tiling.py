@@ -309,11 +309,14 @@ def exact_windows(volume, roi, stride, halo):
 
 
 def io_bytes(roi, channels_in: int, channels_out: list, padded, itemsize: int = 4) -> int:
-    """Memory besides the model's arena: input window, output copies, rings, weights, one slab."""
+    """Memory besides the model's arena (which holds the input window and the outputs): the rings of
+    output and weight sums, the weight map, the mapped input pages of one channel of one window
+    (whole rows of the last axis), and one row of temporaries."""
     window = int(np.prod(roi))
     ring = roi[0] * int(np.prod(padded[1:]))
-    return itemsize * (window * channels_in + window * sum(channels_out) + window
-                       + ring * (2 * sum(channels_out) + 1))
+    mapped = int(np.prod(roi[:-1])) * padded[-1]
+    row = int(np.prod(padded[1:]))
+    return itemsize * (ring * (sum(channels_out) + 1) + window + mapped + row * sum(channels_out))
 
 
 def process_rss() -> int:
@@ -426,7 +429,11 @@ def _core_weight(cores, roi):
 
 
 class _Rings:
-    """Weighted output sums and weight sums for ``roi[0]`` rows along the first spatial axis."""
+    """Weighted output sums and weight sums for ``roi[0]`` rows along the first spatial axis.
+
+    Everything is done in place (multiply, add, divide, shift row by row), so no window- or
+    ring-sized temporary is ever allocated.
+    """
 
     def __init__(self, channels, roi, padded):
         rest = tuple(padded[1:])
@@ -435,61 +442,69 @@ class _Rings:
         self.wsum = np.zeros((roi[0], *rest), np.float32)
         self.base = 0
 
-    def add(self, k, start, out, weight):
-        where = (slice(None), slice(start[0] - self.base, start[0] - self.base + out.shape[1])) + tuple(
-            slice(s, s + n) for s, n in zip(start[1:], out.shape[2:]))
-        self.acc[k][where] += out * weight
+    def _where(self, start, shape):
+        return (slice(start[0] - self.base, start[0] - self.base + shape[0]),) + tuple(
+            slice(s, s + n) for s, n in zip(start[1:], shape[1:]))
+
+    def add(self, k, start, weighted):
+        self.acc[k][(slice(None),) + self._where(start, weighted.shape[1:])] += weighted
 
     def add_weight(self, start, weight):
-        where = (slice(start[0] - self.base, start[0] - self.base + weight.shape[0]),) + tuple(
-            slice(s, s + n) for s, n in zip(start[1:], weight.shape[1:]))
-        self.wsum[where] += weight
+        self.wsum[self._where(start, weight.shape)] += weight
 
-    def take(self, rows):
-        """Divide and hand out the first ``rows`` rows, then shift the ring forward by them."""
-        wsum = self.wsum[:rows]
-        done = [acc[:, :rows] / wsum for acc in self.acc]
-        for buf in self.acc + [self.wsum]:
-            view = buf if buf.ndim == self.wsum.ndim else buf.swapaxes(0, 1)  # rows first
-            if rows < self.rows:
-                view[:self.rows - rows] = view[rows:].copy()
-            view[self.rows - rows:] = 0
+    def divide(self, rows):
+        """The first ``rows`` rows of every output, divided by their weight sums (in place)."""
+        for acc in self.acc:
+            acc[:, :rows] /= self.wsum[:rows]
+        return [acc[:, :rows] for acc in self.acc]
+
+    def shift(self, rows):
+        """Move the ring forward by ``rows`` rows (after they were written)."""
+        keep = self.rows - rows
+        for i in range(keep):  # row by row: no ring-sized temporary for the overlapping move
+            for acc in self.acc:
+                acc[:, i] = acc[:, i + rows]
+            self.wsum[i] = self.wsum[i + rows]
+        for acc in self.acc:
+            acc[:, keep:] = 0
+        self.wsum[keep:] = 0
         self.base += rows
-        return done
 
 
 def run_windows(session, plan: TilePlan, reader, writers, progress=None, batch=None):
     """Run ``session`` (prepared at the window shape) over every window of ``plan``; stream the
     finished rows of every output to ``writers`` (one per model output)."""
     name = session.inputs[0].name
-    dtype = session.inputs[0].dtype
     src = reader.array
-    N, C = src.shape[0], src.shape[1]
+    N = src.shape[0]
     roi, pad, padded, volume = plan.roi, plan.pad, plan.padded, plan.volume
     channels = [s.shape[1] for s in session.outputs]
     weight = importance_map(roi, plan.blend) if plan.blend != "exact" else None
-    window = np.zeros((1, C, *roi), dtype)
+    window = session.view(name)  # windows are read straight into the arena's input buffer
     total, done = len(plan.starts) * N, 0
     for n in range(N) if batch is None else [batch]:
         rings = _Rings(channels, roi, padded)
         for w, start in enumerate(plan.starts):
             if start[0] > rings.base:
                 _flush(rings, start[0] - rings.base, pad, volume, writers, n)
-            _read_window(src, n, start, roi, pad, volume, window)
-            reader.release()
-            outs = session.run({name: window})
+            _read_window(reader, n, start, roi, pad, volume, window)
+            outs = session.run({name: window}, copy=False)
             wt = weight if weight is not None else _core_weight(plan.cores[w], roi)
             rings.add_weight(start, wt)
             for k, o in enumerate(session.outputs):
-                rings.add(k, start, outs[o.name][0], wt)
+                y = outs[o.name][0]
+                y = y if y.flags.writeable else y.copy()
+                np.multiply(y, wt, out=y)
+                rings.add(k, start, y)
             done += 1
             if progress:
                 progress(done, total)
         _flush(rings, padded[0] - rings.base, pad, volume, writers, n)
 
 
-def _read_window(src, n, start, roi, pad, volume, window):
-    """Copy one window (padded coordinates) from the mapped input; outside the volume is zero."""
+def _read_window(reader, n, start, roi, pad, volume, window):
+    """Copy one window (padded coordinates) from the mapped input, one channel at a time, giving
+    the mapped pages back after each; outside the volume is zero."""
     dst, srcs, partial = [], [], False
     for s, r, (b, _), v in zip(start, roi, pad, volume):
         lo, hi = max(s - b, 0), min(s - b + r, v)
@@ -498,20 +513,22 @@ def _read_window(src, n, start, roi, pad, volume, window):
         partial |= hi - lo != r
     if partial:
         window.fill(0)
-    np.copyto(window[(0, slice(None), *dst)], src[(n, slice(None), *srcs)], casting="unsafe")
+    for c in range(window.shape[1]):
+        np.copyto(window[(0, c, *dst)], reader.array[(n, c, *srcs)], casting="unsafe")
+        reader.release()
 
 
 def _flush(rings, rows, pad, volume, writers, n):
     base = rings.base
-    done = rings.take(rows)
+    done = rings.divide(rows)
     lo = max(base - pad[0][0], 0)
     hi = min(base + rows - pad[0][0], volume[0])
-    if hi <= lo:
-        return
-    crop = (slice(None), slice(lo - (base - pad[0][0]), hi - (base - pad[0][0]))) + tuple(
-        slice(b, b + v) for (b, _), v in zip(pad[1:], volume[1:]))
-    for writer, slab in zip(writers, done):
-        writer.write_rows(n, lo, slab[crop])
+    if hi > lo:
+        crop = (slice(None), slice(lo - (base - pad[0][0]), hi - (base - pad[0][0]))) + tuple(
+            slice(b, b + v) for (b, _), v in zip(pad[1:], volume[1:]))
+        for writer, slab in zip(writers, done):
+            writer.write_rows(n, lo, slab[crop])
+    rings.shift(rows)
 
 
 # ------------------------------------------------------------------------------------- the API
