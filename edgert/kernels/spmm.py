@@ -1,0 +1,170 @@
+"""Sparse weights x dense activations (SpMM) for 1x1 convolutions and fully connected layers.
+
+edgert's activations are already channel-major (NCHW, batch 1 on boards), so a 1x1 convolution is
+``out[M, P] = W[M, K] @ X[K, P]`` with P = H*W pixels and every input channel a contiguous row of
+P floats. With W in CSR form (rows = output channels), each nonzero w[m, k] adds ``w * X[k, :]`` to
+output row m. A fully connected layer with batch N is the same product with P = 1 per batch row.
+
+Loop structure (XNNPACK's, with explicit vectors from ``simd.py``): a tile of ``TILE_V`` vectors of
+consecutive pixels stays in registers while the row's nonzeros stream past; for each nonzero one
+scalar weight is broadcast and multiplied into the tile's vectors, read from the input row at a
+precomputed offset ``offs[j] = k * P`` (no multiply per nonzero). The tile then gets bias and
+activation and is stored once. The X panel touched by one tile is K x TILE floats (L1/L2).
+
+Why this form and not numpy-style row axpys: an axpy over a long row loads and stores the output
+row once per nonzero (memory traffic proportional to nnz * P * 2); the register tile loads only X.
+
+Work split for threads: items are (pixel chunk, channel chunk) pairs, so both large-P layers
+(112x112) and small-P ones (7x7 at 960 channels) have enough independent items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import inline, kernel, prange
+from .act import CLIP, NONE, RELU, apply_act
+from .simd import VW, vbroadcast, vbroadcast_at, vclamp, vfma, vload, vload_window, vrelu, vstore, vstore_n
+
+TILE_V = 4  # vectors per register tile (16 registers on AVX-512/NEON: 4 accumulators + loads)
+TILE = TILE_V * VW  # pixels per tile
+
+
+def chunks(n_pixels: int, n_rows: int, threads: int) -> tuple:
+    """(pixel chunks, channel chunks) giving at least ~4 items per thread when possible: split the
+    pixels at tile boundaries first, then the output channels."""
+    if threads <= 1:
+        return 1, 1
+    want = 4 * threads
+    tiles = -(-n_pixels // TILE)
+    pc = max(1, min(tiles, want))
+    mc = max(1, min(n_rows, -(-want // pc)))
+    return pc, mc
+
+
+@inline
+def _act_vec(v, code, a, b):
+    if code == RELU:
+        return vrelu(v)
+    if code == CLIP:
+        return vclamp(v, a, b)
+    return v
+
+
+@inline
+def _block(x, xo, values, offs, rowptr, bias, out, oo, m0, m1, p0, p1, P, code, a, b):
+    """Output rows m0..m1, pixels p0..p1 of one image: x starts at xo, out at oo (both flat)."""
+    vec_act = code == NONE or code == RELU or code == CLIP
+    for m in range(m0, m1):
+        j0, j1 = rowptr[m], rowptr[m + 1]
+        bm = bias[m]
+        ob = oo + m * P
+        p = p0
+        vec_end = p1  # where the scalar path (a few pixels per row) takes over
+        # Register tiles of TILE_V vectors.
+        while p + TILE <= p1:
+            xb = xo + p
+            acc0 = vbroadcast(bm)
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            for j in range(j0, j1):
+                w = vbroadcast_at(values, j)
+                src = xb + offs[j]
+                acc0 = vfma(w, vload(x, src), acc0)
+                acc1 = vfma(w, vload(x, src + VW), acc1)
+                acc2 = vfma(w, vload(x, src + 2 * VW), acc2)
+                acc3 = vfma(w, vload(x, src + 3 * VW), acc3)
+            if vec_act:
+                acc0 = _act_vec(acc0, code, a, b)
+                acc1 = _act_vec(acc1, code, a, b)
+                acc2 = _act_vec(acc2, code, a, b)
+                acc3 = _act_vec(acc3, code, a, b)
+            vstore(out, ob + p, acc0)
+            vstore(out, ob + p + VW, acc1)
+            vstore(out, ob + p + 2 * VW, acc2)
+            vstore(out, ob + p + 3 * VW, acc3)
+            p += TILE
+        # A last partial tile of 2..TILE_V vectors (a 7x7 layer has 49 pixels): masked loads, so the
+        # nonzeros still stream past once for all of it.
+        if p1 - p > VW and P >= VW:
+            r = p1 - p
+            xb = xo + p
+            acc0 = vbroadcast(bm)
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            for j in range(j0, j1):
+                w = vbroadcast_at(values, j)
+                src = xb + offs[j]
+                acc0 = vfma(w, vload(x, src), acc0)
+                acc1 = vfma(w, vload_window(x, src, VW, r), acc1)
+                acc2 = vfma(w, vload_window(x, src, 2 * VW, r), acc2)
+                acc3 = vfma(w, vload_window(x, src, 3 * VW, r), acc3)
+            if vec_act:
+                acc0 = _act_vec(acc0, code, a, b)
+                acc1 = _act_vec(acc1, code, a, b)
+                acc2 = _act_vec(acc2, code, a, b)
+                acc3 = _act_vec(acc3, code, a, b)
+            vstore(out, ob + p, acc0)
+            vstore_n(out, ob + p + VW, acc1, min(VW, r - VW))
+            if r > 2 * VW:
+                vstore_n(out, ob + p + 2 * VW, acc2, min(VW, r - 2 * VW))
+            if r > 3 * VW:
+                vstore_n(out, ob + p + 3 * VW, acc3, r - 3 * VW)
+            p = p1
+        # Single vectors, the last one masked.
+        while p < p1:
+            n = min(VW, p1 - p)
+            xb = xo + p
+            acc = vbroadcast(bm)
+            if n == VW:
+                for j in range(j0, j1):
+                    acc = vfma(vbroadcast_at(values, j), vload(x, xb + offs[j]), acc)
+            elif n >= 4 or P >= VW:
+                for j in range(j0, j1):
+                    acc = vfma(vbroadcast_at(values, j), vload_window(x, xb + offs[j], 0, n), acc)
+            else:  # a few pixels per row (a fully connected layer: P == 1): plain scalars
+                vec_end = p
+                for q in range(n):
+                    s = bm
+                    for j in range(j0, j1):
+                        s += values[j] * x[xb + offs[j] + q]
+                    out[ob + p + q] = apply_act(s, code, a, b)
+                p += n
+                continue
+            if vec_act:
+                acc = _act_vec(acc, code, a, b)
+            if n == VW:
+                vstore(out, ob + p, acc)
+            else:
+                vstore_n(out, ob + p, acc, n)
+            p += n
+        if not vec_act:  # activations without a vector form: applied to the stored tile
+            for q in range(ob + p0, ob + vec_end):
+                out[q] = apply_act(out[q], code, a, b)
+
+
+@kernel
+def f32_spmm_rows(x, values, offs, rowptr, bias, out, nimg, M, K, P, code, a, b):
+    """out[n, M, P] = act(W @ x[n, K, P] + bias) for every image n; W in CSR (values, offs = k * P)."""
+    for n in range(nimg):
+        _block(x, n * K * P, values, offs, rowptr, bias, out, n * M * P, 0, M, 0, P, P, code, a, b)
+
+
+@kernel(parallel=True)
+def f32_spmm_rows_mt(x, values, offs, rowptr, bias, out, nimg, M, K, P, code, a, b, pchunks, mchunks):
+    """f32_spmm_rows over nimg * pchunks * mchunks independent items (pixel chunks at tile bounds)."""
+    tiles = (P + TILE - 1) // TILE
+    per = nimg * pchunks * mchunks
+    for item in prange(per):
+        n = item // (pchunks * mchunks)
+        r = item - n * pchunks * mchunks
+        pc = r // mchunks
+        mc = r - pc * mchunks
+        p0 = min(P, (tiles * pc // pchunks) * TILE)
+        p1 = min(P, (tiles * (pc + 1) // pchunks) * TILE)
+        m0 = M * mc // mchunks
+        m1 = M * (mc + 1) // mchunks
+        if p1 > p0 and m1 > m0:
+            _block(x, n * K * P, values, offs, rowptr, bias, out, n * M * P, m0, m1, p0, p1, P, code, a, b)
