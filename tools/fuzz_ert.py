@@ -12,13 +12,9 @@ the deep checks instead of stopping at the CRC.
 
 from __future__ import annotations
 
-import argparse
-import collections
 import json
 import struct
-import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -166,40 +162,9 @@ def mutate(rng, data: bytes):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--iterations", type=int, default=5000)
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--markdown", default=None)
-    args = ap.parse_args(argv)
-    import tempfile
-    t0 = time.time()
-    counts, bugs, crashes = collections.Counter(), {}, 0
-    with tempfile.TemporaryDirectory() as d:
-        for b in range(0, args.iterations, args.batch):
-            n = min(args.batch, args.iterations - b)
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(args.seed * 100003 + b), str(n),
-                                   str(Path(d) / "fuzz.ert")], capture_output=True, text=True, timeout=1800)
-            if proc.returncode != 0:
-                crashes += 1
-                bugs.setdefault(f"child exited {proc.returncode}", ("?", proc.stderr[-800:]))
-                continue
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-            counts.update(result["counts"])
-            bugs.update({k: tuple(v) for k, v in result["bugs"].items()})
-            print(f"{b + n}/{args.iterations} inputs, {counts['BUG']} bugs, {crashes} crashes", flush=True)
-    elapsed = time.time() - t0
-    lines = [f"Command: `python tools/fuzz_ert.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
-             f"{args.iterations} mutated files in {elapsed:.0f} s; child crashes: {crashes}; "
-             f"distinct unexpected exceptions: {len(bugs)}", "", "| outcome | count |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in sorted(counts.items())]
-    for key, (kind, tb) in bugs.items():
-        lines += ["", f"BUG ({kind}): {key}", "```", tb, "```"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text)
-    return 1 if bugs or crashes else 0
+    from tools.fuzz_common import fuzz_arguments, run_batches
+    args = fuzz_arguments(__doc__.split("\n\n")[0], iterations=5000, seed=1).parse_args(argv)
+    return run_batches(CHILD, args, "fuzz.ert")
 
 
 if __name__ == "__main__":

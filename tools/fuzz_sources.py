@@ -15,12 +15,7 @@ exception and the mutation that caused it are listed). A converted file must loa
 
 from __future__ import annotations
 
-import argparse
-import collections
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,44 +134,10 @@ def mutate(rng, name: str, data: bytes):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iterations", type=int, default=2000)
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--markdown", type=Path)
-    args = ap.parse_args(argv)
-    import tempfile
-    counts, bugs, crashes = collections.Counter(), {}, 0
-    t0 = time.perf_counter()
-    done = 0
-    with tempfile.TemporaryDirectory() as work:
-        while done < args.iterations:
-            n = min(args.batch, args.iterations - done)
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(args.seed * 100003 + done), str(n), work],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                crashes += 1
-                print(f"child crashed (exit {proc.returncode}): {proc.stderr[-600:]}", file=sys.stderr)
-            else:
-                out = json.loads(proc.stdout.strip().splitlines()[-1])
-                counts.update(out["counts"])
-                bugs.update(out["bugs"])
-            done += n
-            print(f"{done}/{args.iterations}  {dict(counts)}", file=sys.stderr)
-    seconds = time.perf_counter() - t0
-    lines = [f"Command: `python tools/fuzz_sources.py --iterations {args.iterations} --batch {args.batch} "
-             f"--seed {args.seed}`", "",
-             f"Seeds: {', '.join(name for name, _ in seed_files())}", "",
-             f"{args.iterations} mutated files in {seconds:.0f} s; child crashes: {crashes}; "
-             f"distinct unexpected exceptions: {len(bugs)}", "", "| outcome | count |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in sorted(counts.items())]
-    for key, (kind, tb) in bugs.items():
-        lines += ["", f"BUG ({kind}): {key}", "```", tb, "```"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    return 1 if bugs or crashes else 0
+    from tools.fuzz_common import fuzz_arguments, run_batches
+    args = fuzz_arguments(__doc__.splitlines()[0], iterations=2000, seed=0).parse_args(argv)
+    # The child names its files by the seed's suffix (m.onnx, m.tflite) inside this directory.
+    return run_batches(CHILD, args, "", header=[f"Seeds: {', '.join(name for name, _ in seed_files())}", ""])
 
 
 if __name__ == "__main__":
