@@ -16,6 +16,7 @@ from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .fuse_activation import fuse_activation
 from .fuse_hardswish import fuse_hardswish
+from .fuse_mbconv import fuse_mbconv
 from .fuse_pad import fuse_pad
 from .fuse_reversible import fuse_reversible
 from .remove_identity import remove_identity
@@ -23,9 +24,10 @@ from .remove_identity import remove_identity
 # Order matters within a round: folding first exposes identities; batchnorm folding before
 # activation fusion (a fused layer takes no more affine folds); hard-swish recognition before
 # activation fusion (which then folds the HardSwish into its producer); reversible blocks before
-# activation fusion (their Adds must still be plain); dead code last.
+# activation fusion (their Adds must still be plain), their MBConv branches after it (the fused op
+# takes the activations along); dead code last.
 PASSES = (fold_constants, remove_identity, fold_batchnorm, fuse_pad, fuse_hardswish, fuse_reversible,
-          fuse_activation, eliminate_dead)
+          fuse_activation, fuse_mbconv, eliminate_dead)
 MAX_ROUNDS = 50
 
 
@@ -64,6 +66,7 @@ __all__ = [
     "fold_constants",
     "fuse_activation",
     "fuse_hardswish",
+    "fuse_mbconv",
     "fuse_pad",
     "fuse_reversible",
     "remove_identity",

@@ -153,8 +153,8 @@ def _rewrite(graph, blocks) -> int:
         for n in removed:
             graph.nodes.remove(n)
         graph.nodes.remove(concat)
-        kept_x2 = _read_half(graph, x2_readers, x2, x, half, half, lambda: split_at)
-        kept_y1 = _read_half(graph, y1_readers, y1, t, 0, half, lambda: graph.nodes.index(first) + 1)
+        kept_x2 = _read_half(graph, x2_readers, x2, x, half, half, lambda at=split_at: at)
+        kept_y1 = _read_half(graph, y1_readers, y1, t, 0, half, lambda node=first: graph.nodes.index(node) + 1)
         for name, kept in ((x1, False), (x2, kept_x2), (y1, kept_y1), (add_b.outputs[0], False)):
             if not kept:
                 graph.tensors.pop(name, None)

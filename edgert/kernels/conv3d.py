@@ -150,7 +150,7 @@ def f32_pool3d(x, out, g, is_max, count_include_pad):
                                 v = x[xb + (id_ * H + ih) * W + iw]
                                 count += 1
                                 if is_max:
-                                    if not seen or v > acc or v != v:
+                                    if not seen or v > acc or v != v:  # noqa: PLR0124  (NaN propagates)
                                         acc = v
                                     seen = True
                                 else:

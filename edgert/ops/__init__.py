@@ -13,3 +13,5 @@ from . import resize  # noqa: E402,F401
 from . import codebook  # noqa: E402,F401
 from . import volume  # noqa: E402,F401
 from . import norm  # noqa: E402,F401
+from . import sparse  # noqa: E402,F401
+from . import mbconv  # noqa: E402,F401

@@ -138,7 +138,7 @@ class Conv3D(OpDef):
         return (reference_act(y, attrs["activation"], attrs["act_a"], attrs["act_b"]).astype(x.dtype),)
 
     def prepare(self, node, attrs, ins, outs, ctx):
-        N, C, D, H, W = ins[0].shape
+        _, C, D, H, W = ins[0].shape
         M, Cg, kd, kh, kw = ins[1].shape
         G, c0 = attrs["group"], attrs["in_offset"]
         macs = outs[0].size * Cg * kd * kh * kw
@@ -289,7 +289,7 @@ class _Pool3D(OpDef):
         for od in range(out[0]):
             for oh in range(out[1]):
                 for ow in range(out[2]):
-                    idx, inside, padded = [], [], 0
+                    inside, padded = [], 0
                     for a in range(kernel[0]):
                         for i in range(kernel[1]):
                             for j in range(kernel[2]):

@@ -3,11 +3,12 @@ and the references against onnx's evaluator (the peer oracle for ONNX semantics)
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from edgert.ops import REGISTRY
 from edgert.ops.conv import conv_output_size
 from edgert.ops.pool import pool_output_size
-from edgert.ops import REGISTRY
 from tests.helpers import assert_close, onnx_reference, run_both
 
 
@@ -15,6 +16,7 @@ def ort_node(op, x, attrs, inits=None):
     """One ONNX node on input x run by onnxruntime (onnx's evaluator mishandles several 3-D cases:
     grouped ConvTranspose weights, dilated output_padding, pooling windows over padding)."""
     from onnx import helper
+
     from tests.onnx_helpers import make_model, ort_run
     inits = inits or {}
     node = helper.make_node(op, ["x", *inits], ["y"], **attrs)

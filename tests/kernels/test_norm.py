@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgert.ops import REGISTRY
 from tests.helpers import assert_close, onnx_reference, run_both
