@@ -46,6 +46,8 @@ class Session:
         self.board = self.resources.board
         self.threads = self.resources.threads
         self.options = dict(options or {})
+        if self.board is not None:  # cost models (sparse vs dense) read the board's measured throughputs
+            self.options.setdefault("board", self.board)
         t0 = time.perf_counter()
         self.nodes, self.plan, self._groups = prepare_graph(graph, threads=self.threads, file=self.path,
                                                             options=self.options)
