@@ -63,17 +63,21 @@ class ExportReport:
 
 
 def load_dense_graph(src, input_shapes=None):
-    """(graph, note) for ``src``: an .ert file as stored, or an .onnx model through edgert's ONNX
+    """(graph, note) for ``src``: an .ert file as stored, or an .onnx model (path or ModelProto) through edgert's ONNX
     frontend and the graph passes *except* a sparsify pass (TFLite gets the dense weights either way)."""
-    path = Path(src)
-    if path.suffix.lower() == ".ert":
-        from edgert.ir.format import read_ert
-        return read_ert(path), ""
-    from .onnx import load_onnx, onnx_to_graph
+    from .onnx import check_model, load_onnx, onnx_to_graph
     from .passes import PASSES, run_passes
-    graph, _ = onnx_to_graph(load_onnx(path), input_shapes, False, None, file=src)
+    if hasattr(src, "graph") and hasattr(src, "opset_import"):  # an onnx.ModelProto
+        check_model(src)
+        model, src = src, None
+    elif Path(src).suffix.lower() == ".ert":
+        from edgert.ir.format import read_ert
+        return read_ert(src), ""
+    else:
+        model = load_onnx(src)
+    graph, _ = onnx_to_graph(model, input_shapes, False, None, file=src)
     passes = tuple(p for p in PASSES if "sparsif" not in p.__name__)
-    run_passes(graph, file=str(src), passes=passes)
+    run_passes(graph, file=src, passes=passes)
     note = "sparsify pass skipped" if len(passes) != len(PASSES) else ""
     return graph, note
 
@@ -236,13 +240,15 @@ class _Exporter:
             self.m.op(simple[name], [x], [self.produce(out_name, layout)])
         elif name == "leakyrelu":
             self.m.op("LEAKY_RELU", [x], [self.produce(out_name, layout)], "LeakyReluOptions", Alpha=a)
-        elif name == "hardsigmoid":  # clip(a*x + b, 0, 1), each step exact in float32 like the IR's
+        elif name == "hardsigmoid":
+            # clip(a*x + b, 0, 1) = relu(clip(a*x + b, -1, 1)): each step exact in float32 like the IR's,
+            # and all of them ops edgert's own TFLite reader takes back.
             scaled = self.new(out_name, layout, "/hs_mul")
             self.m.op("MUL", [x, self.float_const([a])], [scaled], "MulOptions", FusedActivationFunction=0)
             shifted = self.new(out_name, layout, "/hs_add")
             self.m.op("ADD", [scaled, self.float_const([b])], [shifted], "AddOptions",
-                      FusedActivationFunction=_FUSED_RELU)
-            self.m.op("MINIMUM", [shifted, self.float_const([1.0])], [self.produce(out_name, layout)])
+                      FusedActivationFunction=_FUSED_RELU_N1_TO_1)
+            self.m.op("RELU", [shifted], [self.produce(out_name, layout)])
         elif name == "clip":
             steps = [("MAXIMUM", a)] if a > -math.inf else []
             steps += [("MINIMUM", b)] if b < math.inf else []

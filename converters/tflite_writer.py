@@ -111,7 +111,7 @@ class TFLiteModel:
             b.StartVector(1, len(data), BUFFER_ALIGN)
             b.head -= len(data)
             b.Bytes[b.head:b.head + len(data)] = data
-            vector = b.EndVector(len(data))
+            vector = b.EndVector()
         tflite.BufferStart(b)
         if vector is not None:
             tflite.BufferAddData(b, vector)
@@ -154,7 +154,7 @@ def _vector(b, start, items, prepend):
     start(b, len(items))
     for v in reversed(items):
         prepend(v)
-    return b.EndVector(len(items))
+    return b.EndVector()
 
 
 def _ints(b, start, items):

@@ -1,0 +1,197 @@
+"""TFLite exporter: small ONNX conv nets and the zoo models, exported and run in LiteRT.
+
+Each model is checked three ways on the same seeded input: LiteRT on the exported file against
+onnxruntime on the original ONNX, LiteRT against edgert on the IR graph the file was exported from,
+and edgert's own TFLite converter reading the exported file back against edgert on the original.
+The criterion is max|a - b| <= 1e-4 x max|reference|.
+"""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from converters.tflite import read_model
+from converters.tflite_export import export_graph, load_dense_graph
+from edgert.errors import ConversionError
+from edgert.runtime.session import Session
+from tests.onnx_helpers import make_model, ort_run, random_feeds
+from tests.tflite_harness import edgert_graph, run_litert
+
+pytest.importorskip("ai_edge_litert")
+TOL = 1e-4
+RNG = np.random.default_rng(2024)
+
+
+def nhwc(x):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+def nchw(x):
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
+
+
+def rel_err(got, want):
+    assert got.shape == want.shape, f"shape {got.shape} vs {want.shape}"
+    return float(np.max(np.abs(got.astype(np.float64) - want))) / max(float(np.max(np.abs(want))), 1e-30)
+
+
+def check_export(model, seed=0, read_back=True):
+    """Export ``model`` and compare LiteRT / onnxruntime / edgert / the read-back file (``read_back``
+    False where the file uses PADV2 or MIRROR_PAD, which edgert's TFLite reader does not take). Returns
+    the exported operators (so tests can assert how an op was expressed)."""
+    graph, _ = load_dense_graph(model)
+    data = export_graph(graph)
+    feeds = random_feeds(model, seed)
+    want = ort_run(model, feeds)
+    ours = Session(graph, threads=1).run(feeds)
+    tfl_feeds = {name: nhwc(value) for name, value in feeds.items()}
+    theirs = {name: nchw(value) for name, value in run_litert(data, tfl_feeds).items()}
+    back = ({name: nchw(value) for name, value in Session(edgert_graph(data), threads=1).run(tfl_feeds).items()}
+            if read_back else ours)
+    assert set(theirs) == set(want), f"outputs {sorted(theirs)} vs {sorted(want)}"
+    for name, ref in want.items():
+        assert rel_err(theirs[name], ref) <= TOL, f"LiteRT vs onnxruntime, '{name}'"
+        assert rel_err(theirs[name], ours[name]) <= TOL, f"LiteRT vs edgert, '{name}'"
+        assert rel_err(back[name], ours[name]) <= TOL, f"edgert on the read-back file vs edgert, '{name}'"
+    return [op.opcode for op in read_model(data).operators]
+
+
+def w(*shape, scale=0.5):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def conv_node(x, out, weight, bias=None, **attrs):
+    return helper.make_node("Conv", [x, weight] + ([bias] if bias else []), [out], name=f"conv_{out}", **attrs)
+
+
+# --- convolutions and padding ------------------------------------------------------------------------
+@pytest.mark.parametrize("size,pads,padded", [
+    ((16, 16), [0, 0, 1, 1], False),  # TFLite's SAME split for stride 2 on an even size
+    ((16, 16), [1, 1, 1, 1], True),   # PyTorch-style symmetric pads: a PAD before a VALID conv
+    ((15, 13), [1, 1, 1, 1], False),  # odd sizes: symmetric pads are SAME
+    ((15, 14), [1, 1, 1, 1], True),   # SAME in H only: one PAD for both
+    ((9, 9), [0, 0, 0, 0], False),    # VALID
+])
+def test_strided_conv_padding(size, pads, padded):
+    nodes = [conv_node("x", "y", "w", "b", strides=[2, 2], pads=pads), helper.make_node("Relu", ["y"], ["z"])]
+    model = make_model(nodes, [("x", np.float32, [1, 3, *size])], ["z"], {"w": w(8, 3, 3, 3), "b": w(8)})
+    ops = check_export(model)
+    assert ops.count("PAD") == int(padded), ops
+    assert ops == (["PAD"] if padded else []) + ["CONV_2D"], ops  # relu fused into the conv
+
+
+def test_conv_odd_sizes_dilation_no_bias():
+    nodes = [conv_node("x", "y", "w1", pads=[2, 2, 2, 2], dilations=[2, 2]),
+             conv_node("y", "z", "w2", "b2", kernel_shape=[1, 1])]
+    model = make_model(nodes, [("x", np.float32, [1, 5, 11, 7])], ["z"], {"w1": w(6, 5, 3, 3), "w2": w(4, 6, 1, 1),
+                                                                         "b2": w(4)})
+    assert check_export(model) == ["CONV_2D", "CONV_2D"]
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_relu6(multiplier):
+    c = 6
+    nodes = [conv_node("x", "y", "w", "b", group=c, pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Clip", ["y", "lo", "hi"], ["z"])]
+    model = make_model(nodes, [("x", np.float32, [1, c, 13, 10])], ["z"],
+                       {"w": w(c * multiplier, 1, 3, 3), "b": w(c * multiplier), "lo": np.float32(0.0),
+                        "hi": np.float32(6.0)})
+    assert check_export(model) == ["PAD", "DEPTHWISE_CONV_2D"]
+
+
+# --- blocks: residual, squeeze-excite, head ----------------------------------------------------------
+def test_residual_squeeze_excite_hardswish():
+    c = 8
+    nodes = [conv_node("x", "a", "w1", "b1", pads=[1, 1, 1, 1]),
+             helper.make_node("HardSwish", ["a"], ["h"]),
+             helper.make_node("GlobalAveragePool", ["h"], ["p"]),
+             conv_node("p", "s", "w2", "b2"),
+             helper.make_node("Sigmoid", ["s"], ["g"]),
+             helper.make_node("Mul", ["h", "g"], ["m"]),
+             helper.make_node("HardSigmoid", ["m"], ["hs"], alpha=0.2, beta=0.5),
+             helper.make_node("Add", ["hs", "x"], ["z"])]
+    model = make_model(nodes, [("x", np.float32, [1, c, 9, 7])], ["z"],
+                       {"w1": w(c, c, 3, 3), "b1": w(c), "w2": w(c, c, 1, 1), "b2": w(c)}, opset=14)
+    ops = check_export(model)
+    assert {"HARD_SWISH", "LOGISTIC", "MEAN", "MUL", "ADD"} <= set(ops), ops
+
+
+def test_classifier_head_flatten_gemm_softmax():
+    nodes = [conv_node("x", "y", "w", "b", pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["y"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc", "fb"], ["g"], transB=1),
+             helper.make_node("Softmax", ["g"], ["z"], axis=1)]
+    model = make_model(nodes, [("x", np.float32, [1, 4, 6, 6])], ["z"],
+                       {"w": w(16, 4, 3, 3), "b": w(16), "fc": w(10, 16), "fb": w(10)})
+    ops = check_export(model)
+    assert ops == ["CONV_2D", "MEAN", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"], ops
+
+
+def test_reduce_mean_matmul_and_spatial_flatten():
+    # ReduceMean over H, W without keepdims; a Flatten of a real 4-D map (needs NCHW order: TRANSPOSE).
+    nodes = [conv_node("x", "y", "w", "b"),
+             helper.make_node("ReduceMean", ["y"], ["r"], axes=[2, 3], keepdims=0),
+             helper.make_node("MatMul", ["r", "m"], ["z1"]),
+             helper.make_node("Flatten", ["y"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc"], ["z2"], transB=1)]
+    model = make_model(nodes, [("x", np.float32, [1, 3, 5, 4])], ["z1", "z2"],
+                       {"w": w(6, 3, 1, 1), "b": w(6), "m": w(6, 7), "fc": w(5, 6 * 5 * 4)})
+    ops = check_export(model)
+    assert "TRANSPOSE" in ops and ops.count("FULLY_CONNECTED") == 2, ops
+
+
+# --- pooling and explicit padding --------------------------------------------------------------------
+@pytest.mark.parametrize("size", [(12, 12), (11, 9)])
+def test_pools(size):
+    nodes = [conv_node("x", "y", "w", "b"),
+             helper.make_node("MaxPool", ["y"], ["m"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("AveragePool", ["m"], ["a"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("AveragePool", ["y"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                              count_include_pad=1)]
+    model = make_model(nodes, [("x", np.float32, [1, 3, *size])], ["a", "c"], {"w": w(5, 3, 1, 1), "b": w(5)})
+    ops = check_export(model, read_back=size[0] % 2 == 1)
+    assert ops.count("MAX_POOL_2D") == 1 and ops.count("AVERAGE_POOL_2D") == 2, ops
+    assert ("PADV2" in ops) == (size[0] % 2 == 0), ops  # odd: SAME; even: -inf pads before a VALID pool
+
+
+def test_reflect_pad():
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], mode="reflect"), conv_node("p", "z", "w", "b")]
+    model = make_model(nodes, [("x", np.float32, [1, 3, 7, 8])], ["z"],
+                       {"pads": np.array([0, 0, 2, 1, 0, 0, 1, 2], np.int64), "w": w(4, 3, 3, 3), "b": w(4)})
+    assert check_export(model, read_back=False) == ["MIRROR_PAD", "CONV_2D"]
+
+
+# --- what does not export ----------------------------------------------------------------------------
+def test_grouped_conv_is_a_clear_error(tmp_path):
+    from converters.tflite_export import export_tflite
+    nodes = [conv_node("x", "z", "w", "b", group=2)]
+    model = make_model(nodes, [("x", np.float32, [1, 4, 5, 5])], ["z"], {"w": w(6, 2, 3, 3), "b": w(6)})
+    with pytest.raises(ConversionError) as info:
+        export_graph(load_dense_graph(model)[0])
+    assert info.value.node == "conv_z" and info.value.op == "Conv" and "group 2" in str(info.value)
+    src, dst = tmp_path / "g.onnx", tmp_path / "g.tflite"
+    onnx.save(model, src)
+    with pytest.raises(ConversionError):
+        export_tflite(src, dst)
+    assert list(tmp_path.iterdir()) == [src]  # no partial output file, no temporary left
+
+
+def test_tool_writes_the_file(tmp_path):
+    from tools.export_tflite import main
+    nodes = [conv_node("x", "z", "w", "b", pads=[1, 1, 1, 1])]
+    src, dst = tmp_path / "m.onnx", tmp_path / "m.tflite"
+    onnx.save(make_model(nodes, [("x", np.float32, [1, 3, 8, 8])], ["z"], {"w": w(4, 3, 3, 3), "b": w(4)}), src)
+    assert main([str(src), "-o", str(dst)]) == 0
+    assert read_model(dst.read_bytes()).operators[0].opcode == "CONV_2D"
+    assert main([str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "x.tflite")]) == 6
+    assert not (tmp_path / "x.tflite").exists()
+
+
+# --- the zoo models the benchmarks compare -----------------------------------------------------------
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])  # ~1.5 s each with warm kernels
+def test_zoo_models(name):
+    from converters.zoo import MODELS
+    ops = check_export(MODELS[name]())
+    assert "DEPTHWISE_CONV_2D" in ops and "TRANSPOSE" not in ops, ops
