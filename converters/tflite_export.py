@@ -35,8 +35,6 @@ from .tflite_writer import TFLiteModel
 NHWC, PLAIN = "nhwc", "plain"
 TO_NHWC = (0, 2, 3, 1)  # perm turning an NCHW tensor into NHWC
 TO_NCHW = (0, 3, 1, 2)
-# IR ops the sparse engineer's pass may introduce for 1x1 convs; exported densified (see _sparse_conv).
-SPARSE_OPS = ("SparseConv1x1",)
 # TFLite fused activation codes (tflite.ActivationFunctionType).
 _FUSED_NONE, _FUSED_RELU, _FUSED_RELU_N1_TO_1, _FUSED_RELU6, _FUSED_TANH = 0, 1, 2, 3, 4
 
@@ -314,8 +312,6 @@ class _Exporter:
         for node in g.nodes:
             self.node = node
             handler = _HANDLERS.get(node.op)
-            if node.op in SPARSE_OPS:
-                handler = _sparse_conv
             if handler is None:
                 raise self.error(f"op {node.op} has no TFLite exporter",
                                  hint="supported: " + ", ".join(sorted(_HANDLERS)))
@@ -348,36 +344,53 @@ def Conv(ex, node, attrs):
     if not ex.is_const(w) or (bias and not ex.is_const(bias)):
         raise ex.error("weights and bias must be constants")
     weights = ex.const_value(w)
-    c_in, m_out = ex.shape(x)[1], weights.shape[0]
+    c_in = ex.shape(x)[1]
     group = int(attrs.get("group", 1))
     depthwise = group > 1 and group == c_in and weights.shape[1] == 1
     if group != 1 and not depthwise:
         raise ex.error(f"grouped convolution (group {group} of {c_in} channels) has no TFLite equivalent",
                        hint="only group 1 and depthwise (group = input channels) export")
+    _conv2d(ex, node, x, w, weights, bias, group, attrs)
+
+
+def _conv2d(ex, node, x, w_name, weights, bias_name, group, attrs):
+    """CONV_2D (group 1) or DEPTHWISE_CONV_2D (group = input channels) of IR weights [M, C/g, kH, kW]."""
+    c_in, m_out = ex.shape(x)[1], weights.shape[0]
+    depthwise = group > 1
     kernel = weights.shape[2:]
     strides, dilations = attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
     pads = attrs.get("pads", [0, 0, 0, 0])
     src, padding = ex.padding(x, kernel, strides, dilations, pads, ex.shape(node.outputs[0])[2:])
-    b = ex.const_value(bias) if bias else np.zeros(m_out, np.float32)
-    bias_t = ex.m.const(bias or f"{node.name}/zero_bias", b)
+    b = ex.const_value(bias_name) if bias_name else np.zeros(m_out, np.float32)
+    bias_t = ex.m.const(bias_name or f"{node.name}/zero_bias", b)
     common = dict(Padding=padding, StrideW=strides[1], StrideH=strides[0], DilationWFactor=dilations[1],
                   DilationHFactor=dilations[0])
     if depthwise:
-        w_t = ex.m.const(f"{w}/1hwo", np.transpose(weights, (1, 2, 3, 0)))
+        w_t = ex.m.const(f"{w_name}/1hwo", np.transpose(weights, (1, 2, 3, 0)))
         version = 2 if tuple(dilations) != (1, 1) else 1
         ex.emit("DEPTHWISE_CONV_2D", [src, w_t, bias_t], node.outputs[0], NHWC, "DepthwiseConv2DOptions",
                 _act_of(attrs), version, DepthMultiplier=m_out // c_in, **common)
     else:
-        w_t = ex.m.const(f"{w}/ohwi", np.transpose(weights, (0, 2, 3, 1)))
+        w_t = ex.m.const(f"{w_name}/ohwi", np.transpose(weights, (0, 2, 3, 1)))
         ex.emit("CONV_2D", [src, w_t, bias_t], node.outputs[0], NHWC, "Conv2DOptions", _act_of(attrs), **common)
 
 
-def _sparse_conv(ex, node, attrs):
-    # The sparse op's record owns its encoding: densify through its own numpy reference by feeding the
-    # identity (column j of the result is row-major weight column j), then export a dense 1x1 Conv.
-    from edgert.ops.registry import get_op
-    raise ex.error(f"sparse op {node.op} ({get_op(node.op)}) is not densified yet",
-                   hint="export from the .onnx source (the exporter skips the sparsify pass)")
+def SparseConv1x1(ex, node, attrs):
+    """The sparse op (edgert/ops/sparse.py: CSR/BSR weights of a 1x1 conv or FC layer) exported dense:
+    TFLite's sparse tensors are a different encoding, and the benchmarks want LiteRT's dense speed."""
+    from edgert.ops.sparse import densify
+    x, values, cols, rowptr = node.inputs[:4]
+    bias = node.inputs[4] if len(node.inputs) > 4 else ""
+    if not all(ex.is_const(t) for t in (values, cols, rowptr)) or (bias and not ex.is_const(bias)):
+        raise ex.error("sparse weights and bias must be constants")
+    bm, bk = attrs.get("block", [1, 1])
+    rp = ex.g.consts[rowptr]
+    weights = densify(ex.const_value(values), ex.g.consts[cols], rp, (len(rp) - 1) * bm, ex.shape(x)[1], (bm, bk))
+    if len(ex.shape(x)) == 4:
+        _conv2d(ex, node, x, values, weights[:, :, None, None], bias, 1, attrs)
+    else:
+        _fully_connected(ex, node, x, weights, ex.const_value(bias) if bias else None, bias, attrs,
+                         f"{values}/dense")
 
 
 def _pool(ex, node, attrs, opcode):
@@ -458,13 +471,13 @@ def FullyConnected(ex, node, attrs):
     bias = node.inputs[2] if len(node.inputs) > 2 else ""
     if not ex.is_const(w) or (bias and not ex.is_const(bias)):
         raise ex.error("weights and bias must be constants")
-    _fully_connected(ex, node, x, ex.const_value(w), ex.const_value(bias) if bias else None, bias, attrs)
+    _fully_connected(ex, node, x, ex.const_value(w), ex.const_value(bias) if bias else None, bias, attrs, w)
 
 
-def _fully_connected(ex, node, x, weights, bias, bias_name, attrs):
+def _fully_connected(ex, node, x, weights, bias, bias_name, attrs, w_name):
     if len(ex.shape(x)) != 2:
         raise ex.error(f"fully connected input of rank {len(ex.shape(x))}; the exporter handles [N, K]")
-    w_t = ex.m.const(node.inputs[1] if node.op == "FullyConnected" else f"{node.name}/weight_oi", weights)
+    w_t = ex.m.const(w_name, weights)
     b = bias if bias is not None else np.zeros(weights.shape[0], np.float32)
     b_t = ex.m.const(bias_name or f"{node.name}/zero_bias", b)
     ex.emit("FULLY_CONNECTED", [ex.get(x, PLAIN), w_t, b_t], node.outputs[0], PLAIN, "FullyConnectedOptions",
@@ -475,7 +488,7 @@ def MatMul(ex, node, attrs):
     a, b = node.inputs
     if ex.is_const(a) or not ex.is_const(b) or len(ex.shape(b)) != 2:
         raise ex.error("only MatMul of an activation by a constant 2-D matrix exports (as FULLY_CONNECTED)")
-    _fully_connected(ex, node, a, np.ascontiguousarray(ex.const_value(b).T), None, "", {})
+    _fully_connected(ex, node, a, np.ascontiguousarray(ex.const_value(b).T), None, "", {}, f"{b}/transposed")
 
 
 def Softmax(ex, node, attrs):
@@ -553,7 +566,7 @@ _HANDLERS = {
     "Conv": Conv, "MaxPool": MaxPool, "AveragePool": AveragePool, "GlobalAveragePool": GlobalAveragePool,
     "ReduceMean": ReduceMean, "ReduceSum": ReduceSum, "ReduceMax": ReduceMax, "Reshape": Reshape,
     "Transpose": Transpose, "FullyConnected": FullyConnected, "MatMul": MatMul, "Softmax": Softmax,
-    "Pad": Pad, "Concat": Concat, "Identity": Identity,
+    "Pad": Pad, "Concat": Concat, "Identity": Identity, "SparseConv1x1": SparseConv1x1,
     **{op: _binary for op in _BINARY},
     "Relu": _unary(lambda a: ("relu", 0.0, 0.0)),
     "Clip": _unary(lambda a: ("clip", float(a.get("min", -math.inf)), float(a.get("max", math.inf)))),

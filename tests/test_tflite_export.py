@@ -13,7 +13,9 @@ from onnx import helper
 
 from converters.tflite import read_model
 from converters.tflite_export import export_graph, load_dense_graph
+from edgert.dtypes import from_numpy
 from edgert.errors import ConversionError
+from edgert.ir.graph import TensorInfo
 from edgert.runtime.session import Session
 from tests.onnx_helpers import make_model, ort_run, random_feeds
 from tests.tflite_harness import edgert_graph, run_litert
@@ -161,6 +163,40 @@ def test_reflect_pad():
     model = make_model(nodes, [("x", np.float32, [1, 3, 7, 8])], ["z"],
                        {"pads": np.array([0, 0, 2, 1, 0, 0, 1, 2], np.int64), "w": w(4, 3, 3, 3), "b": w(4)})
     assert check_export(model, read_back=False) == ["MIRROR_PAD", "CONV_2D"]
+
+
+# --- the sparse op (edgert/ops/sparse.py) exports densified --------------------------------------------
+@pytest.mark.parametrize("block", [[1, 1], [1, 4], [2, 1]])
+def test_sparse_conv1x1_exports_dense(block):
+    from edgert.ops.sparse import to_csr
+    nodes = [conv_node("x", "y", "w1", "b1", kernel_shape=[1, 1]), helper.make_node("Relu", ["y"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc", "fb"], ["z"], transB=1)]
+    w1, fc = w(16, 8, 1, 1), w(12, 16)
+    w1[np.abs(w1) < 0.4] = 0.0  # about 60% zeros
+    fc[:, ::2] = 0.0
+    model = make_model(nodes, [("x", np.float32, [1, 8, 7, 5])], ["z"], {"w1": w1, "b1": w(16), "fc": fc,
+                                                                        "fb": w(12)})
+    graph, _ = load_dense_graph(model)
+    for node in graph.nodes:  # what the sparsify pass makes of them: CSR/BSR weights, same attributes
+        if node.op in ("Conv", "FullyConnected"):
+            dense = graph.consts[node.inputs[1]]
+            arrays = to_csr(dense.reshape(dense.shape[0], -1), tuple(block))
+            names = [f"{node.name}/{k}" for k in ("values", "cols", "rowptr")]
+            for name, value in zip(names, arrays):
+                graph.consts[name] = value
+                graph.tensors[name] = TensorInfo(name, value.shape, from_numpy(value.dtype))
+            act = {k: v for k, v in node.attrs.items() if k.startswith("act")}
+            node.op, node.inputs, node.attrs = "SparseConv1x1", [node.inputs[0], *names, node.inputs[2]], \
+                {"block": block, **act}
+    assert [n.op for n in graph.nodes].count("SparseConv1x1") == 2
+    data = export_graph(graph)
+    ops = [op.opcode for op in read_model(data).operators]
+    assert ops == ["CONV_2D", "MEAN", "RESHAPE", "FULLY_CONNECTED"], ops
+    feeds = random_feeds(model, 3)
+    want = ort_run(model, feeds)["z"]
+    assert rel_err(run_litert(data, {"x": nhwc(feeds["x"])})["z"], want) <= TOL
+    assert rel_err(Session(graph, threads=1).run(feeds)["z"], want) <= TOL
 
 
 # --- what does not export ----------------------------------------------------------------------------
