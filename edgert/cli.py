@@ -8,6 +8,7 @@ that need them, so the board-side install (numpy, numba, click) runs everything 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -116,6 +117,17 @@ def _load(model, threads, board, memory_budget=None, input_shapes=None):
     return load(model, threads=threads, board=board, memory_budget=memory_budget, input_shapes=input_shapes)
 
 
+def _sparse_option(f):
+    """--sparse auto|on|off: how SparseConv1x1 layers run (the cost model's choice, or forced)."""
+    def remember(ctx, param, value):
+        if value is not None:
+            os.environ["EDGERT_SPARSE"] = value  # read by the op's prepare (edgert/ops/sparse.py)
+        return value
+    return click.option("--sparse", type=click.Choice(["auto", "on", "off"]), default=None, expose_value=False,
+                        callback=remember, help="Sparse 1x1/FC layers: cost model (auto), CSR kernel (on) or "
+                                                "dense GEMM (off). Default: auto or $EDGERT_SPARSE.")(f)
+
+
 def _budget_option(f):
     return click.option("--memory-budget", default=None, metavar="SIZE",
                         help='Memory the model may use, e.g. 600MiB (overrides the board profile).')(f)
@@ -161,6 +173,7 @@ def _read_inputs(sess, inputs, seed):
               help="Tiled runs: how overlapping windows are weighted (as MONAI's sliding_window_inference).")
 @click.option("--exact", is_flag=True, help="Tiled runs: windows overlap by the receptive field and each voxel comes "
                                             "from one window, so the result equals the whole-volume run.")
+@_sparse_option
 @_budget_option
 def run(model, inputs, output, threads, board, seed, codebook, emit_codes, memory_budget, tile, overlap, blend, exact):
     """Run a model once and print (or save) its outputs."""
@@ -204,6 +217,7 @@ def _fmt_bytes(n):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--threads", type=int, default=None)
 @click.option("--board", default=None, help="Board profile id: show the fit against its memory budget.")
+@_sparse_option
 @_budget_option
 def inspect(model, as_json, threads, board, memory_budget):
     """Show what the runtime decided: ops, kernels and why, weights, memory plan."""
@@ -250,6 +264,7 @@ def inspect(model, as_json, threads, board, memory_budget):
 @click.option("--trace", default=None, type=click.Path(dir_okay=False),
               help="With --profile: write a Chrome/Perfetto trace (JSON) of one run.")
 @click.option("--top", default=15, show_default=True, help="With --profile: how many slowest nodes to list.")
+@_sparse_option
 @_budget_option
 def bench(model, threads, board, runs, warmup, as_json, profile, trace, top, memory_budget):
     """Time a model: load, first run, then median/p90 latency and peak RSS (--profile: per node)."""
@@ -291,6 +306,24 @@ def _bench_profile(model, threads, board, runs, warmup, as_json, trace, top, mem
                    f"{n['median_ms']:>8.3f} {gf:>8}")
     if trace:
         click.echo(f"\nwrote {trace} (open in chrome://tracing or ui.perfetto.dev)")
+
+
+@main.command()
+@click.argument("src", type=click.Path(dir_okay=False, exists=True))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
+              help="The pruned model (same format as SRC: .onnx or .ert).")
+@click.option("--sparsity", type=float, required=True, help="Fraction of each 1x1/FC layer's weights to zero.")
+@click.option("--block", default=None, metavar="ROWSxCOLS", help="Prune blocks of output x input channels, e.g. 4x1.")
+def prune(src, dst, sparsity, block):
+    """Magnitude-prune 1x1 convolution and fully connected weights (accuracy needs fine-tuning)."""
+    try:
+        from converters.prune import WARNING, prune_file
+    except ImportError as exc:
+        raise InputError(f"the converters are not installed ({exc.name})",
+                         hint="pip install 'edgert[convert]' on the host") from None
+    report = prune_file(src, dst, sparsity, block)
+    click.echo(f"wrote {dst}: {report.summary()}")
+    click.echo(f"warning: {WARNING}", err=True)
 
 
 @main.command()

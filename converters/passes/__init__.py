@@ -20,14 +20,16 @@ from .fuse_mbconv import fuse_mbconv
 from .fuse_pad import fuse_pad
 from .fuse_reversible import fuse_reversible
 from .remove_identity import remove_identity
+from .sparsify import sparsify
 
 # Order matters within a round: folding first exposes identities; batchnorm folding before
 # activation fusion (a fused layer takes no more affine folds); hard-swish recognition before
 # activation fusion (which then folds the HardSwish into its producer); reversible blocks before
 # activation fusion (their Adds must still be plain), their MBConv branches after it (the fused op
-# takes the activations along); dead code last.
+# takes the activations along); sparse weight storage once weights and activations are final (its op
+# takes no more folds); dead code last.
 PASSES = (fold_constants, remove_identity, fold_batchnorm, fuse_pad, fuse_hardswish, fuse_reversible,
-          fuse_activation, fuse_mbconv, eliminate_dead)
+          fuse_activation, fuse_mbconv, sparsify, eliminate_dead)
 MAX_ROUNDS = 50
 
 
@@ -71,5 +73,6 @@ __all__ = [
     "fuse_reversible",
     "remove_identity",
     "run_passes",
+    "sparsify",
     "validate",
 ]

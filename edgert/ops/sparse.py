@@ -11,7 +11,8 @@ channels x bk consecutive input channels, values row-major inside the block ([1,
 
 Kernel choice (``prepare``): a cost model estimates both kernels' time on this machine (or the
 board profile's throughputs) and picks the faster; ``options["sparse"]`` ("auto", "always"/"on",
-"never"/"off") or ``options["sparse_nodes"]`` ({node name: mode}) override it.
+"never"/"off"), ``options["sparse_nodes"]`` ({node name: mode}) or, for the CLI's ``--sparse``,
+the ``EDGERT_SPARSE`` environment variable override it.
 
 * ``f32_spmm_rows`` / ``_mt``: the CSR kernel (edgert/kernels/spmm.py); blocks are expanded to
   plain CSR rows at prepare (the kernel has no block-specialised form yet);
@@ -21,6 +22,7 @@ board profile's throughputs) and picks the faster; ``options["sparse"]`` ("auto"
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -88,7 +90,7 @@ def estimate_us(M, K, P, nnz, nimg, dense_gflops, sparse_gflops) -> tuple:
 
 def sparse_mode(ctx, node) -> str:
     per_node = (ctx.options.get("sparse_nodes") or {}).get(node.name)
-    mode = per_node or ctx.options.get("sparse") or "auto"
+    mode = per_node or ctx.options.get("sparse") or os.environ.get("EDGERT_SPARSE") or "auto"
     if mode not in MODES:
         from ..errors import InputError
         raise InputError(f"sparse mode {mode!r} is not one of {', '.join(MODES)}", node=node.name, op=node.op)
