@@ -35,6 +35,30 @@ def _valid_range(n_out, n_in, stride, offset):
     return lo, min(max(hi, lo), n_out)
 
 
+@inline
+def _affine_act(buf, base, n, scale, shift, code, a, b):
+    """buf[base:base+n] = act(scale * buf + shift), with ReLU and clip as branch-free loops LLVM
+    vectorises (the generic activation dispatch inside the loop would not be)."""
+    s = buf.dtype.type(scale)
+    t = buf.dtype.type(shift)
+    if code == 0:
+        for i in range(base, base + n):
+            buf[i] = s * buf[i] + t
+    elif code == 1:
+        for i in range(base, base + n):
+            v = s * buf[i] + t
+            buf[i] = v if (v > 0.0 or v != v) else buf.dtype.type(0.0)  # noqa: PLR0124  (NaN stays NaN)
+    elif code == 2:
+        lo = buf.dtype.type(a)
+        hi = buf.dtype.type(b)
+        for i in range(base, base + n):
+            v = s * buf[i] + t
+            buf[i] = min(max(v, lo), hi)
+    else:
+        for i in range(base, base + n):
+            buf[i] = apply_act(s * buf[i] + t, code, a, b)
+
+
 @kernel(parallel=True)
 def f32_mbconv3d_slab(x, out, w_exp, b_exp, gscale, gbias, w_dw, b_dw, w_proj, b_proj, ring, dwo, stats, g,
                       eps, code1, a1, b1, code2, a2, b2):
@@ -115,9 +139,7 @@ def f32_mbconv3d_slab(x, out, w_exp, b_exp, gscale, gbias, w_dw, b_dw, w_proj, b
                         xr = xb + (i0 + c) * S + d * HW
                         for i in range(HW):
                             ring[rb + i] += wv * x[xr + i]
-                    sk, st = fk[e], ft[e]
-                    for i in range(HW):
-                        ring[rb + i] = apply_act(sk * ring[rb + i] + st, code1, a1, b1)
+                    _affine_act(ring, rb, HW, fk[e], ft[e], code1, a1, b1)
             for e in prange(E):  # depthwise k x k x k, 'same' zero padding
                 ob = e * HW
                 bv = b_dw[e]
@@ -139,8 +161,7 @@ def f32_mbconv3d_slab(x, out, w_exp, b_exp, gscale, gbias, w_dw, b_dw, w_proj, b
                                 orow = ob + oh * W
                                 for ow in range(ow_lo, ow_hi):
                                     dwo[orow + ow] += wv * ring[rr + ow]
-                for i in range(HW):
-                    dwo[ob + i] = apply_act(dwo[ob + i], code2, a2, b2)
+                _affine_act(dwo, ob, HW, 1.0, 0.0, code2, a2, b2)
             for m in prange(Cout):  # project and add into the coupled half
                 orow = xb + (o0 + m) * S + od * HW
                 bv = b_proj[m]
