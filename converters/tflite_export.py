@@ -363,8 +363,8 @@ def _conv2d(ex, node, x, w_name, weights, bias_name, group, attrs):
     src, padding = ex.padding(x, kernel, strides, dilations, pads, ex.shape(node.outputs[0])[2:])
     b = ex.const_value(bias_name) if bias_name else np.zeros(m_out, np.float32)
     bias_t = ex.m.const(bias_name or f"{node.name}/zero_bias", b)
-    common = dict(Padding=padding, StrideW=strides[1], StrideH=strides[0], DilationWFactor=dilations[1],
-                  DilationHFactor=dilations[0])
+    common = {"Padding": padding, "StrideW": strides[1], "StrideH": strides[0], "DilationWFactor": dilations[1],
+              "DilationHFactor": dilations[0]}
     if depthwise:
         w_t = ex.m.const(f"{w_name}/1hwo", np.transpose(weights, (1, 2, 3, 0)))
         version = 2 if tuple(dilations) != (1, 1) else 1

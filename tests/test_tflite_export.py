@@ -199,6 +199,29 @@ def test_sparse_conv1x1_exports_dense(block):
     assert rel_err(Session(graph, threads=1).run(feeds)["z"], want) <= TOL
 
 
+def test_graph_from_the_sparsify_pass_and_dense_source_agree():
+    # The user's path (convert: sparsify stores the pruned 1x1/FC layers as SparseConv1x1) and the
+    # exporter's own ONNX path (sparsify skipped) give the same dense TFLite model.
+    from converters.convert import convert_graph
+    nodes = [conv_node("x", "y", "w1", "b1", kernel_shape=[1, 1]), helper.make_node("Clip", ["y", "lo", "hi"], ["r"]),
+             conv_node("r", "z", "w2", "b2", kernel_shape=[1, 1])]
+    w1, w2 = w(24, 8, 1, 1), w(8, 24, 1, 1)
+    w1[np.abs(w1) < 0.5] = 0.0
+    w2[:, 1::4] = w2[:, 2::4] = w2[:, 3::4] = 0.0
+    model = make_model(nodes, [("x", np.float32, [1, 8, 6, 9])], ["z"],
+                       {"w1": w1, "b1": w(24), "w2": w2, "b2": w(8), "lo": np.float32(0), "hi": np.float32(6)})
+    sparse_graph, _ = convert_graph(model)
+    dense_graph, note = load_dense_graph(model)
+    assert [n.op for n in sparse_graph.nodes] == ["SparseConv1x1"] * 2
+    assert [n.op for n in dense_graph.nodes] == ["Conv"] * 2 and "sparsify" in note
+    feeds = random_feeds(model, 5)
+    want = ort_run(model, feeds)["z"]
+    outputs = [run_litert(export_graph(g), {"x": nhwc(feeds["x"])})["z"] for g in (sparse_graph, dense_graph)]
+    for got in outputs:
+        assert rel_err(nchw(got), want) <= TOL
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
 # --- what does not export ----------------------------------------------------------------------------
 def test_grouped_conv_is_a_clear_error(tmp_path):
     from converters.tflite_export import export_tflite

@@ -3,12 +3,17 @@
     python tools/bench_models.py                      # all default models, 1 and 2 threads
     python tools/bench_models.py --models mobilenet_v2 --threads 1 --json out.json
     python tools/bench_models.py --markdown BENCHMARKS-foundation.md
+    python tools/bench_models.py --models mobilenet_v2,/tmp/mnv2_p90.onnx --threads 1 --no-start
 
 For each model and thread count, edgert and onnxruntime run in the same process, interleaved in
 rounds, so machine noise hits both; we report medians and the ratio edgert/ORT (< 1 is faster).
 Cold start (empty Numba cache) and warm start (cached kernels: load + first run) are measured in
 fresh subprocesses, as is each engine's peak RSS. "foreign" is the CPU time other processes used
 during the timed window, in cores: numbers taken with more than ~0.3 foreign cores are noisy.
+
+LiteRT (``ai_edge_litert``, XNNPACK delegate as users get it) runs the very same weights from a
+.tflite written by ``converters.tflite_export`` (tools/export_tflite.py), interleaved in the same
+rounds, for every model the exporter can express (``--no-litert`` to leave it out).
 """
 
 from __future__ import annotations
@@ -38,7 +43,16 @@ MODELS = {
 
 
 def model_files(name, work: Path):
-    """(onnx path, ert path) for a benchmark model; converts once into ``work``."""
+    """(onnx path, ert path, input shape) for a benchmark model (a name in MODELS, or the path of an
+    .onnx file with a static input shape, e.g. a pruned variant); converts once into ``work``."""
+    if name not in MODELS and name.endswith(".onnx"):
+        onnx_path = Path(name)
+        shape = _onnx_input_shape(onnx_path)
+        ert_path = work / f"{onnx_path.stem}.ert"
+        if not ert_path.exists():
+            from converters.convert import convert
+            convert(onnx_path, ert_path)
+        return onnx_path, ert_path, shape
     source, shape = MODELS[name]
     kind, _, ident = source.partition(":")
     onnx_path = work / f"{name}.onnx"
@@ -56,6 +70,45 @@ def model_files(name, work: Path):
         inp = _onnx_input_name(onnx_path)
         convert(onnx_path, ert_path, input_shapes={inp: shape})
     return onnx_path, ert_path, shape
+
+
+def tflite_file(name, onnx_path, work: Path, shape):
+    """The model exported to .tflite (NHWC input) for LiteRT, or None (with the reason printed) when
+    the exporter cannot express it."""
+    from converters.tflite_export import export_tflite
+    from edgert.errors import EdgertError
+    path = work / f"{Path(name).stem}.tflite"
+    if not path.exists():
+        try:
+            export_tflite(onnx_path, path, input_shapes={_onnx_input_name(onnx_path): shape})
+        except EdgertError as exc:
+            print(f"   no LiteRT column for {name}: {exc}", flush=True)
+            return None
+    return path
+
+
+def _litert_runner(tflite_path, x_nchw, threads):
+    """A callable running the exported model once on ``x_nchw`` (fed as NHWC); returns output 0."""
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_path=str(tflite_path), num_threads=threads)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    x = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if x_nchw.ndim == 4 else x_nchw
+
+    def run():
+        interp.set_tensor(inp, x)
+        interp.invoke()
+        return interp.get_tensor(out)
+
+    return run
+
+
+def _onnx_input_shape(path):
+    import onnx
+    m = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in m.graph.initializer}
+    vi = next(i for i in m.graph.input if i.name not in inits)
+    return tuple(int(d.dim_value) for d in vi.type.tensor_type.shape.dim)
 
 
 def _onnx_input_name(path):
@@ -91,7 +144,7 @@ def _own_seconds():
     return t.user + t.system + t.children_user + t.children_system
 
 
-def steady_state(onnx_path, ert_path, shape, threads, rounds=3, runs=20, min_seconds=0.5):
+def steady_state(onnx_path, ert_path, shape, threads, rounds=3, runs=20, min_seconds=0.5, tflite_path=None):
     import onnxruntime as ort
     import edgert
     from edgert.runtime.bench import time_calls
@@ -106,17 +159,28 @@ def steady_state(onnx_path, ert_path, shape, threads, rounds=3, runs=20, min_sec
     ours = sess.run(feeds_e)[sess.outputs[0].name]
     theirs = osess.run(None, feeds_o)[0]
     err = float(np.max(np.abs(ours - theirs)) / max(1e-12, float(np.max(np.abs(theirs)))))
-    e_times, o_times = [], []
+    litert = _litert_runner(tflite_path, x, threads) if tflite_path else None
+    e_times, o_times, l_times = [], [], []
     with Foreign() as foreign:
         for _ in range(rounds):
             e_times.append(time_calls(lambda: sess.run(feeds_e), runs=runs, warmup=3, min_seconds=min_seconds))
             o_times.append(time_calls(lambda: osess.run(None, feeds_o), runs=runs, warmup=3, min_seconds=min_seconds))
+            if litert:
+                l_times.append(time_calls(litert, runs=runs, warmup=3, min_seconds=min_seconds))
     e, o = np.concatenate(e_times), np.concatenate(o_times)
     mem = sess.describe()["memory"]
-    return {"threads": threads, "edgert_ms": float(np.median(e)), "edgert_p90_ms": float(np.percentile(e, 90)),
-            "ort_ms": float(np.median(o)), "ort_p90_ms": float(np.percentile(o, 90)),
-            "ratio": float(np.median(e) / np.median(o)), "rel_err": err, "foreign_cores": round(foreign.cores, 3),
-            "arena_bytes": mem["arena_bytes"], "lower_bound_bytes": mem["lower_bound_bytes"]}
+    result = {"threads": threads, "edgert_ms": float(np.median(e)), "edgert_p90_ms": float(np.percentile(e, 90)),
+              "ort_ms": float(np.median(o)), "ort_p90_ms": float(np.percentile(o, 90)),
+              "ratio": float(np.median(e) / np.median(o)), "rel_err": err, "foreign_cores": round(foreign.cores, 3),
+              "arena_bytes": mem["arena_bytes"], "lower_bound_bytes": mem["lower_bound_bytes"]}
+    if litert:
+        lt = np.concatenate(l_times)
+        out = litert()
+        result.update({"litert_ms": float(np.median(lt)), "litert_p90_ms": float(np.percentile(lt, 90)),
+                       "ratio_litert": float(np.median(e) / np.median(lt)),
+                       "litert_rel_err": float(np.max(np.abs(out.reshape(theirs.shape) - theirs))
+                                               / max(1e-12, float(np.max(np.abs(theirs)))))})
+    return result
 
 
 _START_PROBE = r"""
@@ -155,26 +219,41 @@ def start_times(engine, path, shape, threads, cache_dir=None):
 
 
 def markdown(results, command) -> str:
+    litert = any("litert_ms" in s for r in results.values() for s in r["steady"])
     lines = [f"Command: `{command}`", "",
              f"Machine: {os.cpu_count()} CPUs, {_cpu_name()}; date {time.strftime('%Y-%m-%d')}", "",
-             "| model | threads | edgert median ms (p90) | onnxruntime median ms (p90) | edgert / ORT | rel. error | foreign cores |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | threads | edgert median ms (p90) | onnxruntime median ms (p90) | edgert / ORT | rel. error | "
+             + ("LiteRT median ms (p90) | edgert / LiteRT | LiteRT rel. error | " if litert else "") + "foreign cores |",
+             "|---|---|---|---|---|---|---|" + ("---|---|---|" if litert else "")]
     for name, r in results.items():
         for s in r["steady"]:
+            lite = ""
+            if litert:
+                lite = (f"{s['litert_ms']:.3f} ({s['litert_p90_ms']:.3f}) | **{s['ratio_litert']:.2f}x** | "
+                        f"{s['litert_rel_err']:.1e} | " if "litert_ms" in s else "– | – | – | ")
             lines.append(f"| {name} | {s['threads']} | {s['edgert_ms']:.3f} ({s['edgert_p90_ms']:.3f}) | "
                          f"{s['ort_ms']:.3f} ({s['ort_p90_ms']:.3f}) | **{s['ratio']:.2f}x** | {s['rel_err']:.1e} | "
-                         f"{s['foreign_cores']} |")
+                         f"{lite}{s['foreign_cores']} |")
+    if not all("cold" in r for r in results.values()):
+        return "\n".join(lines) + "\n"
     lines += ["", "Start-up, fresh process, 1 thread (cold = empty Numba cache; warm = cached kernels). "
               "start = import of the engine + load + first run (numpy's import excluded).", "",
-              "| model | edgert cold start ms | edgert warm start ms (load + first run) | ORT start ms (session + first run) | warm / ORT | edgert peak RSS MiB | ORT peak RSS MiB | arena KiB | lower bound KiB | arena / bound |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | edgert cold start ms | edgert warm start ms (load + first run) | ORT start ms (session + first run) | warm / ORT | edgert peak RSS MiB | ORT peak RSS MiB | arena KiB | lower bound KiB | arena / bound |"
+              + (" LiteRT start ms (load + first run) | warm / LiteRT | LiteRT peak RSS MiB |" if litert else ""),
+              "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if litert else "")]
     for name, r in results.items():
         c, w, o = r["cold"], r["warm"], r["ort_start"]
         s = r["steady"][0]
+        lite = ""
+        if litert:
+            t = r.get("litert_start")
+            lite = (f" {t['start_ms']:.0f} ({t['load_ms']:.0f} + {t['first_run_ms']:.0f}) | "
+                    f"{w['start_ms'] / t['start_ms']:.2f}x | {t['peak_rss_mib']:.0f} |" if t else " – | – | – |")
         lines.append(f"| {name} | {c['start_ms']:.0f} | {w['start_ms']:.0f} ({w['load_ms']:.0f} + {w['first_run_ms']:.0f}) | "
                      f"{o['start_ms']:.0f} ({o['load_ms']:.0f} + {o['first_run_ms']:.0f}) | {w['start_ms'] / o['start_ms']:.2f}x | "
                      f"{w['peak_rss_mib']:.0f} | {o['peak_rss_mib']:.0f} | {s['arena_bytes'] / 1024:.0f} | "
-                     f"{s['lower_bound_bytes'] / 1024:.0f} | {s['arena_bytes'] / max(1, s['lower_bound_bytes']):.3f} |")
+                     f"{s['lower_bound_bytes'] / 1024:.0f} | {s['arena_bytes'] / max(1, s['lower_bound_bytes']):.3f} |"
+                     + lite)
     return "\n".join(lines) + "\n"
 
 
@@ -203,6 +282,8 @@ def main(argv=None):
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", default=None, help="Directory for converted models (default: a temp dir).")
+    ap.add_argument("--no-start", action="store_true", help="Skip the cold/warm start-up probes.")
+    ap.add_argument("--no-litert", action="store_true", help="Leave out LiteRT on the exported .tflite files.")
     ap.add_argument("--json", default=None)
     ap.add_argument("--markdown", default=None, help="Write the tables to this file.")
     args = ap.parse_args(argv)
@@ -213,15 +294,27 @@ def main(argv=None):
     for name in args.models.split(","):
         onnx_path, ert_path, shape = model_files(name, work)
         print(f"== {name} {shape}", flush=True)
-        cold_cache = Path(tempfile.mkdtemp(prefix="edgert-cold-"))
-        r = {"cold": start_times("edgert", ert_path, shape, 1, cache_dir=cold_cache)}
-        r["warm"] = start_times("edgert", ert_path, shape, 1, cache_dir=cold_cache)
-        r["ort_start"] = start_times("ort", onnx_path, shape, 1)
-        r["steady"] = [steady_state(onnx_path, ert_path, shape, int(t), rounds=args.rounds)
+        tflite_path = None if args.no_litert else tflite_file(name, onnx_path, work, shape)
+        r = {}
+        if not args.no_start:
+            cold_cache = Path(tempfile.mkdtemp(prefix="edgert-cold-"))
+            r["cold"] = start_times("edgert", ert_path, shape, 1, cache_dir=cold_cache)
+            r["warm"] = start_times("edgert", ert_path, shape, 1, cache_dir=cold_cache)
+            r["ort_start"] = start_times("ort", onnx_path, shape, 1)
+            if tflite_path:
+                from tools.bench_tflite import litert_start
+                nhwc = (shape[0], *shape[2:], shape[1]) if len(shape) == 4 else shape
+                r["litert_start"] = litert_start(tflite_path, nhwc, 1)
+        r["steady"] = [steady_state(onnx_path, ert_path, shape, int(t), rounds=args.rounds, tflite_path=tflite_path)
                        for t in args.threads.split(",")]
         for s in r["steady"]:
+            lite = (f"  litert {s['litert_ms']:.3f} ms  ratio {s['ratio_litert']:.2f}  err {s['litert_rel_err']:.1e}"
+                    if "litert_ms" in s else "")
             print(f"   {s['threads']}t edgert {s['edgert_ms']:.3f} ms  ort {s['ort_ms']:.3f} ms  "
-                  f"ratio {s['ratio']:.2f}  err {s['rel_err']:.1e}  foreign {s['foreign_cores']}", flush=True)
+                  f"ratio {s['ratio']:.2f}  err {s['rel_err']:.1e}{lite}  foreign {s['foreign_cores']}", flush=True)
+        if args.no_start:
+            results[name] = r
+            continue
         print(f"   cold {r['cold']['start_ms']:.0f} ms  warm {r['warm']['start_ms']:.0f} ms  "
               f"ort {r['ort_start']['start_ms']:.0f} ms", flush=True)
         results[name] = r
