@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from converters.passes import PASSES, fuse_mbconv, fuse_reversible, run_passes
+from converters.passes import PASSES, fold_concat_conv, fuse_mbconv, fuse_reversible, run_passes
 from edgert.runtime.session import Session
 from tests.helpers import assert_close
 from tests.onnx_helpers import ort_run
@@ -34,7 +34,7 @@ def _convert(model, passes=PASSES):
 def test_whole_network_matches_onnxruntime(model, volume):
     graph = _convert(model)
     ops = {n.op for n in graph.nodes}
-    assert "MBConv3DCouple" in ops and "Split" not in ops  # the reducers fired
+    assert "MBConv3DCouple" in ops and "Split" not in ops and "Concat" not in ops  # the reducers fired
     got = Session(graph, threads=1).run({INPUT: volume})[OUTPUT]
     want = ort_run(model, {INPUT: volume})[OUTPUT]
     err = float(np.max(np.abs(got.astype(np.float64) - want)) / np.max(np.abs(want)))
@@ -42,8 +42,8 @@ def test_whole_network_matches_onnxruntime(model, volume):
 
 
 def test_reducers_keep_the_answer_and_shrink_the_arena(model, volume):
-    plain = tuple(p for p in PASSES if p not in (fuse_reversible, fuse_mbconv))
-    rev_only = tuple(p for p in PASSES if p is not fuse_mbconv)
+    plain = tuple(p for p in PASSES if p not in (fuse_reversible, fuse_mbconv, fold_concat_conv))
+    rev_only = tuple(p for p in PASSES if p not in (fuse_mbconv, fold_concat_conv))
     sessions = {name: Session(_convert(model, passes), threads=1)
                 for name, passes in (("plain", plain), ("reversible", rev_only), ("all", PASSES))}
     assert not any(n.op == "CouplingAdd" for n in sessions["plain"].graph.nodes)
@@ -61,6 +61,8 @@ def test_reducers_keep_the_answer_and_shrink_the_arena(model, volume):
     reducers = desc["metadata"]["memory_reducers"]
     assert reducers["reversible_in_place"]["blocks"] == 5
     assert reducers["mbconv_depth_slabs"]["saved_bytes"] > 0
+    assert reducers["concat_into_conv"]["blocks"] == 2 and reducers["concat_into_conv"]["saved_bytes"] > 0
+    assert not any(n["op"] == "Concat" for n in desc["nodes"])
 
 
 @pytest.mark.arm

@@ -13,6 +13,7 @@ from edgert.runtime.prepare import infer_graph
 
 from .eliminate_dead import eliminate_dead
 from .fold_batchnorm import fold_batchnorm
+from .fold_concat_conv import fold_concat_conv
 from .fold_constants import fold_constants
 from .fuse_activation import fuse_activation
 from .fuse_hardswish import fuse_hardswish
@@ -29,7 +30,7 @@ from .sparsify import sparsify
 # takes the activations along); sparse weight storage once weights and activations are final (its op
 # takes no more folds); dead code last.
 PASSES = (fold_constants, remove_identity, fold_batchnorm, fuse_pad, fuse_hardswish, fuse_reversible,
-          fuse_activation, fuse_mbconv, sparsify, eliminate_dead)
+          fuse_activation, fuse_mbconv, fold_concat_conv, sparsify, eliminate_dead)
 MAX_ROUNDS = 50
 
 
@@ -65,6 +66,7 @@ __all__ = [
     "PASSES",
     "eliminate_dead",
     "fold_batchnorm",
+    "fold_concat_conv",
     "fold_constants",
     "fuse_activation",
     "fuse_hardswish",
