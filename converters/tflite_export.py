@@ -29,7 +29,7 @@ import edgert
 from edgert.errors import ConversionError
 from edgert.fileio import atomic_write
 
-from .tflite.layout import only_moves_unit_dims, tf_padding
+from .tflite.layout import only_moves_unit_dims, tf_padding, transpose_conv_pads
 from .tflite_writer import TFLiteModel
 
 NHWC, PLAIN = "nhwc", "plain"
@@ -375,6 +375,70 @@ def _conv2d(ex, node, x, w_name, weights, bias_name, group, attrs):
         ex.emit("CONV_2D", [src, w_t, bias_t], node.outputs[0], NHWC, "Conv2DOptions", _act_of(attrs), **common)
 
 
+def ConvTranspose(ex, node, attrs):
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else ""
+    if not ex.is_const(w) or (bias and not ex.is_const(bias)):
+        raise ex.error("weights and bias must be constants")
+    if int(attrs.get("group", 1)) != 1 or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+        raise ex.error("grouped or dilated transposed convolution has no TFLite equivalent")
+    weights = ex.const_value(w)  # [C_in, C_out, kH, kW]
+    strides, pads = attrs.get("strides", [1, 1]), attrs.get("pads", [0, 0, 0, 0])
+    out_pad = attrs.get("output_padding", [0, 0])
+    in_hw, out_shape = ex.shape(x)[2:], ex.shape(node.outputs[0], NHWC)
+    modes = {"SAME", "VALID"}
+    for d in range(2):  # TFLite derives the crop from the output size; keep a padding giving the IR's
+        wanted = (pads[d], pads[d + 2], out_pad[d])
+        modes = {m for m in modes if _transpose_pads(m, in_hw[d], out_shape[1 + d], weights.shape[2 + d],
+                                                     strides[d]) == wanted}
+    if not modes:
+        raise ex.error(f"pads {pads} / output_padding {out_pad} match neither TFLite's SAME nor VALID cropping")
+    b = ex.const_value(bias) if bias else np.zeros(weights.shape[1], np.float32)
+    inputs = [ex.int_const(out_shape), ex.m.const(f"{w}/ohwi", np.transpose(weights, (1, 2, 3, 0))),
+              ex.get(x, NHWC), ex.m.const(bias or f"{node.name}/zero_bias", b)]
+    # The activation follows as its own op: TransposeConvOptions' fused activation is recent in LiteRT.
+    ex.emit("TRANSPOSE_CONV", inputs, node.outputs[0], NHWC, "TransposeConvOptions", _act_of(attrs), 3,
+            Padding=1 if "VALID" in modes else 0, StrideW=strides[1], StrideH=strides[0])
+
+
+def _transpose_pads(mode, in_size, out_size, k, stride):
+    """(before, after, output_padding) TFLite crops with, or None when ``mode`` would not even map an
+    output of ``out_size`` back onto ``in_size`` inputs (LiteRT then computes another shape)."""
+    try:
+        if tf_padding(mode, out_size, k, stride)[0] != in_size:
+            return None
+        return transpose_conv_pads(mode, in_size, out_size, k, stride)
+    except ValueError:
+        return None
+
+
+def Resize(ex, node, attrs):
+    from edgert.ops.resize import resolve_scales_sizes
+    x = node.inputs[0]
+    shape = ex.shape(x)
+    scales, sizes = resolve_scales_sizes({"scales": [], "sizes": [], **attrs}, shape)
+    mode, ctm, nearest = attrs.get("mode", "nearest"), attrs.get("coordinate_transformation_mode", "half_pixel"), \
+        attrs.get("nearest_mode", "round_prefer_floor")
+    # TFLite's (align_corners, half_pixel_centers) per IR sampling rule (the inverse of the TFLite reader's).
+    if mode == "linear":
+        flags = {"align_corners": (True, False), "half_pixel": (False, True), "asymmetric": (False, False)}.get(ctm)
+        if ctm == "pytorch_half_pixel" and min(sizes[2:]) > 1:
+            flags = (False, True)
+    else:
+        flags = {("align_corners", "round_prefer_ceil"): (True, False), ("asymmetric", "floor"): (False, False),
+                 ("tf_half_pixel_for_nn", "floor"): (False, True)}.get((ctm, nearest))
+    if flags is None:
+        raise ex.error(f"{mode} resize with {ctm}" + (f"/{nearest}" if mode == "nearest" else "")
+                       + " sampling has no TFLite equivalent")
+    if not all(math.isclose(scales[d] * shape[d], sizes[d], rel_tol=1e-9) for d in (2, 3)):
+        raise ex.error(f"scales {scales[2:]} differ from output/input sizes {sizes[2:]}/{list(shape[2:])}; "
+                       "TFLite samples by the sizes")
+    opcode, options_type = (("RESIZE_BILINEAR", "ResizeBilinearOptions") if mode == "linear" else
+                            ("RESIZE_NEAREST_NEIGHBOR", "ResizeNearestNeighborOptions"))
+    ex.emit(opcode, [ex.get(x, NHWC), ex.int_const(sizes[2:])], node.outputs[0], NHWC, options_type,
+            version=3 if flags[1] else 1, AlignCorners=flags[0], HalfPixelCenters=flags[1])
+
+
 def SparseConv1x1(ex, node, attrs):
     """The sparse op (edgert/ops/sparse.py: CSR/BSR weights of a 1x1 conv or FC layer) exported dense:
     TFLite's sparse tensors are a different encoding, and the benchmarks want LiteRT's dense speed."""
@@ -567,6 +631,7 @@ _HANDLERS = {
     "ReduceMean": ReduceMean, "ReduceSum": ReduceSum, "ReduceMax": ReduceMax, "Reshape": Reshape,
     "Transpose": Transpose, "FullyConnected": FullyConnected, "MatMul": MatMul, "Softmax": Softmax,
     "Pad": Pad, "Concat": Concat, "Identity": Identity, "SparseConv1x1": SparseConv1x1,
+    "ConvTranspose": ConvTranspose, "Resize": Resize,
     **{op: _binary for op in _BINARY},
     "Relu": _unary(lambda a: ("relu", 0.0, 0.0)),
     "Clip": _unary(lambda a: ("clip", float(a.get("min", -math.inf)), float(a.get("max", math.inf)))),

@@ -165,6 +165,39 @@ def test_reflect_pad():
     assert check_export(model, read_back=False) == ["MIRROR_PAD", "CONV_2D"]
 
 
+# --- decoder ops: upsampling and transposed convolutions ---------------------------------------------
+@pytest.mark.parametrize("resize,expect", [
+    (dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"), "RESIZE_NEAREST_NEIGHBOR"),
+    (dict(mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn", nearest_mode="floor"),
+     "RESIZE_NEAREST_NEIGHBOR"),
+    (dict(mode="linear", coordinate_transformation_mode="half_pixel"), "RESIZE_BILINEAR"),
+    (dict(mode="linear", coordinate_transformation_mode="align_corners"), "RESIZE_BILINEAR"),
+])
+def test_resize(resize, expect):
+    nodes = [conv_node("x", "y", "w", "b"), helper.make_node("Resize", ["y", "", "scales"], ["z"], **resize)]
+    model = make_model(nodes, [("x", np.float32, [1, 3, 5, 7])], ["z"],
+                       {"w": w(4, 3, 1, 1), "b": w(4), "scales": np.array([1, 1, 2, 3], np.float32)})
+    assert check_export(model) == ["CONV_2D", expect]
+
+
+@pytest.mark.parametrize("kernel,pads", [(2, [0, 0, 0, 0]), (3, [0, 0, 1, 1]), (4, [1, 1, 1, 1])])
+def test_conv_transpose(kernel, pads):
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 2], pads=pads),
+             helper.make_node("Relu", ["y"], ["z"])]
+    model = make_model(nodes, [("x", np.float32, [1, 6, 5, 4])], ["z"], {"w": w(6, 3, kernel, kernel), "b": w(3)})
+    assert check_export(model) == ["TRANSPOSE_CONV", "RELU"]
+
+
+def test_conv_transpose_other_crop_is_a_clear_error():
+    # PyTorch's output_padding form: the same output size as SAME, but cropped one pixel further.
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["z"], strides=[2, 2], pads=[1, 1, 1, 1],
+                              output_padding=[1, 1], name="up")]
+    model = make_model(nodes, [("x", np.float32, [1, 2, 5, 5])], ["z"], {"w": w(2, 2, 3, 3)})
+    with pytest.raises(ConversionError, match="neither TFLite's SAME nor VALID") as info:
+        export_graph(load_dense_graph(model)[0])
+    assert (info.value.node, info.value.op) == ("up", "ConvTranspose")
+
+
 # --- the sparse op (edgert/ops/sparse.py) exports densified --------------------------------------------
 @pytest.mark.parametrize("block", [[1, 1], [1, 4], [2, 1]])
 def test_sparse_conv1x1_exports_dense(block):
