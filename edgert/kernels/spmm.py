@@ -52,8 +52,33 @@ def _act_vec(v, code, a, b):
 
 
 @inline
+def _sparse_dot(x, xo, values, offs, j0, j1):
+    """sum of values[j] * x[xo + offs[j]] over j0..j1, in four independent chains: one chain waits
+    for each add (4 cycles) and ran at 1.5 ns per nonzero on the 1280 -> 1000 classifier."""
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    j = j0
+    while j + 4 <= j1:
+        s0 += values[j] * x[xo + offs[j]]
+        s1 += values[j + 1] * x[xo + offs[j + 1]]
+        s2 += values[j + 2] * x[xo + offs[j + 2]]
+        s3 += values[j + 3] * x[xo + offs[j + 3]]
+        j += 4
+    while j < j1:
+        s0 += values[j] * x[xo + offs[j]]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@inline
 def _block(x, xo, values, offs, rowptr, bias, out, oo, m0, m1, p0, p1, P, code, a, b):
     """Output rows m0..m1, pixels p0..p1 of one image: x starts at xo, out at oo (both flat)."""
+    if P == 1:  # a fully connected layer: one sparse dot product per output
+        for m in range(m0, m1):
+            out[oo + m] = apply_act(bias[m] + _sparse_dot(x, xo, values, offs, rowptr[m], rowptr[m + 1]), code, a, b)
+        return
     vec_act = code == NONE or code == RELU or code == CLIP
     for m in range(m0, m1):
         j0, j1 = rowptr[m], rowptr[m + 1]
