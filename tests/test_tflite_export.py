@@ -166,15 +166,19 @@ def test_reflect_pad():
 
 
 # --- decoder ops: upsampling and transposed convolutions ---------------------------------------------
-@pytest.mark.parametrize("resize,expect", [
-    (dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"), "RESIZE_NEAREST_NEIGHBOR"),
-    (dict(mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn", nearest_mode="floor"),
-     "RESIZE_NEAREST_NEIGHBOR"),
-    (dict(mode="linear", coordinate_transformation_mode="half_pixel"), "RESIZE_BILINEAR"),
-    (dict(mode="linear", coordinate_transformation_mode="align_corners"), "RESIZE_BILINEAR"),
+NEAREST, BILINEAR = "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"
+
+
+@pytest.mark.parametrize("mode,sampling,rounding,expect", [
+    ("nearest", "asymmetric", "floor", NEAREST),
+    ("nearest", "tf_half_pixel_for_nn", "floor", NEAREST),
+    ("linear", "half_pixel", "floor", BILINEAR),
+    ("linear", "align_corners", "floor", BILINEAR),
 ])
-def test_resize(resize, expect):
-    nodes = [conv_node("x", "y", "w", "b"), helper.make_node("Resize", ["y", "", "scales"], ["z"], **resize)]
+def test_resize(mode, sampling, rounding, expect):
+    nodes = [conv_node("x", "y", "w", "b"),
+             helper.make_node("Resize", ["y", "", "scales"], ["z"], mode=mode, coordinate_transformation_mode=sampling,
+                              nearest_mode=rounding)]
     model = make_model(nodes, [("x", np.float32, [1, 3, 5, 7])], ["z"],
                        {"w": w(4, 3, 1, 1), "b": w(4), "scales": np.array([1, 1, 2, 3], np.float32)})
     assert check_export(model) == ["CONV_2D", expect]
@@ -268,6 +272,27 @@ def test_grouped_conv_is_a_clear_error(tmp_path):
     with pytest.raises(ConversionError):
         export_tflite(src, dst)
     assert list(tmp_path.iterdir()) == [src]  # no partial output file, no temporary left
+
+
+def test_ert_source(tmp_path):
+    # An .ert file as edgert convert writes it (the pruned 1x1 conv stored sparse) exports like its ONNX.
+    from converters.convert import convert
+    from converters.tflite_export import export_tflite
+    nodes = [conv_node("x", "y", "w1", "b1", pads=[1, 1, 1, 1], strides=[2, 2]), conv_node("y", "z", "w2", "b2")]
+    w2 = w(6, 8, 1, 1)
+    w2[:, :6] = 0.0
+    model = make_model(nodes, [("x", np.float32, [1, 3, 10, 10])], ["z"],
+                       {"w1": w(8, 3, 3, 3), "b1": w(8), "w2": w2, "b2": w(6)})
+    src = tmp_path / "m.onnx"
+    onnx.save(model, src)
+    convert(src, tmp_path / "m.ert")
+    from edgert.ir.format import read_ert
+    assert [n.op for n in read_ert(tmp_path / "m.ert").nodes] == ["Conv", "SparseConv1x1"]
+    report = export_tflite(tmp_path / "m.ert", tmp_path / "m.tflite")
+    assert report.tflite_ops == {"PAD": 1, "CONV_2D": 2}, report.summary()
+    feeds = random_feeds(model, 1)
+    got = run_litert(tmp_path / "m.tflite", {"x": nhwc(feeds["x"])})["z"]
+    assert rel_err(nchw(got), ort_run(model, feeds)["z"]) <= TOL
 
 
 def test_tool_writes_the_file(tmp_path):
