@@ -83,3 +83,45 @@ def test_mbconv_couple_matches_reference():
                      "act2_a": 0.0, "act2_b": 6.0}
             got, want, _ = run_both("MBConv3DCouple", ins, attrs, consts=consts)
             assert_close(got[0], want[0], rtol=1e-5, atol=1e-5, what=f"MBConv groups={groups} {i0}->{o0}")
+
+
+def _block_model(f_starts_with_conv=True, reuse_input=False):
+    """One reversible block on a 6-channel volume, exported the PyTorch way (Split, F, Add, G, Add,
+    Concat). F starts with a Relu instead of a conv when asked (the half then needs a Slice); with
+    ``reuse_input`` the block's input is also read after the block (it cannot be overwritten)."""
+    from onnx import helper
+
+    from tests.onnx_helpers import make_model
+    rng = np.random.default_rng(7)
+    inits = {"split": np.array([3, 3], np.int64),
+             "wf": rng.standard_normal((3, 3, 3, 3, 3)).astype(np.float32) * 0.2,
+             "wg": rng.standard_normal((3, 3, 1, 1, 1)).astype(np.float32),
+             "bg": rng.standard_normal(3).astype(np.float32)}
+    nodes = [helper.make_node("Split", ["x", "split"], ["x1", "x2"], axis=1)]
+    if f_starts_with_conv:
+        nodes.append(helper.make_node("Conv", ["x2", "wf"], ["f"], pads=[1] * 6))
+    else:
+        nodes += [helper.make_node("Relu", ["x2"], ["r"]), helper.make_node("Conv", ["r", "wf"], ["f"], pads=[1] * 6)]
+    nodes += [helper.make_node("Add", ["x1", "f"], ["y1"]),
+              helper.make_node("Conv", ["y1", "wg", "bg"], ["g"]),
+              helper.make_node("Add", ["x2", "g"], ["y2"]),
+              helper.make_node("Concat", ["y1", "y2"], ["y"], axis=1)]
+    outputs = ["y"]
+    if reuse_input:
+        nodes.append(helper.make_node("Mul", ["x", "y"], ["z"]))
+        outputs = ["z"]
+    return make_model(nodes, [("x", np.float32, [1, 6, 4, 5, 6])], outputs, inits=inits)
+
+
+@pytest.mark.parametrize("f_starts_with_conv", [True, False])
+@pytest.mark.parametrize("reuse_input", [False, True])
+def test_reversible_block_variants_match_onnxruntime(f_starts_with_conv, reuse_input):
+    from tests.onnx_helpers import check_against_ort
+    graph, _ = check_against_ort(_block_model(f_starts_with_conv, reuse_input))
+    ops = [n.op for n in graph.nodes]
+    assert ops.count("CouplingAdd") == 2 and "Split" not in ops and "Concat" not in ops
+    assert ("Slice" in ops) == (not f_starts_with_conv)  # a non-conv reader of x2 gets a copy of the half
+    sess = Session(graph, threads=1)
+    in_place = [n for n in sess.describe()["nodes"] if n["op"] == "CouplingAdd" and n.get("in_place_bytes")]
+    # x is still read after the block: the first half-update must not overwrite it
+    assert len(in_place) == (1 if reuse_input else 2)
