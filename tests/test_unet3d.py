@@ -125,3 +125,30 @@ def test_reversible_block_variants_match_onnxruntime(f_starts_with_conv, reuse_i
     in_place = [n for n in sess.describe()["nodes"] if n["op"] == "CouplingAdd" and n.get("in_place_bytes")]
     # x is still read after the block: the first half-update must not overwrite it
     assert len(in_place) == (1 if reuse_input else 2)
+
+
+@pytest.mark.arm
+def test_mbconv_couple_copies_when_its_input_lives_on():
+    """The input is read again after the node: the planner cannot overwrite it, so the kernel writes a
+    copy with the coupled half updated (and leaves the input intact)."""
+    from converters.builder import GraphBuilder
+    from edgert.runtime.reference import run_reference
+    rng = np.random.default_rng(1)
+    E = 8
+    b = GraphBuilder()
+    x = b.add_input("x", (1, 4, 3, 4, 5))
+    params = [b.add_const(n, v) for n, v in (
+        ("we", rng.standard_normal((E, 2, 1, 1, 1)).astype(np.float32)), ("be", np.zeros(E, np.float32)),
+        ("gs", np.ones(E, np.float32)), ("gb", np.zeros(E, np.float32)),
+        ("wd", rng.standard_normal((E, 1, 3, 3, 3)).astype(np.float32)), ("bd", np.zeros(E, np.float32)),
+        ("wp", rng.standard_normal((2, E, 1, 1, 1)).astype(np.float32)), ("bp", np.zeros(2, np.float32)))]
+    b.add_node("Relu", [x], ["r"], {}, name="relu")
+    b.add_node("MBConv3DCouple", ["r", *params], ["y"], {"in_offset": 2, "out_offset": 0, "norm_groups": 2,
+                                                          "act1": "relu"}, name="mb")
+    b.add_node("Add", ["r", "y"], ["z"], {}, name="add")
+    b.add_output("z")
+    graph = b.finish()
+    feeds = {"x": rng.standard_normal((1, 4, 3, 4, 5)).astype(np.float32)}
+    sess = Session(graph, threads=1)
+    assert not any(n.get("in_place_bytes") for n in sess.describe()["nodes"] if n["op"] == "MBConv3DCouple")
+    assert_close(sess.run(feeds)["z"], run_reference(graph, feeds)["z"], what="MBConv copy path")
