@@ -556,6 +556,8 @@ def tiled_run(model, volume, output=None, tile="auto", overlap=DEFAULT_OVERLAP, 
         resources = resolve_resources(board, threads, memory_budget)
         spatial = tuple(reader.shape[2:])
         tile = parse_tile(tile, len(spatial)) if isinstance(tile, (str, type(None))) else tuple(tile)
+        if resources.budget_bytes is not None:
+            _load_kernels(graph, name, reader.shape[1], spatial, resources.threads, path)
         plan = plan_tiles(graph, name, spatial, tile, overlap, blend, exact, resources.budget_bytes,
                           resources.threads, file=path)
         if on_plan:
@@ -573,6 +575,18 @@ def tiled_run(model, volume, output=None, tile="auto", overlap=DEFAULT_OVERLAP, 
         return plan, None
     finally:
         reader.close()
+
+
+def _load_kernels(graph, name, channels, volume, threads, path):
+    """Run the model once on a small zero window, so the compiled kernels are loaded (~75 MiB for a
+    3-D U-Net's) before the planner measures what the process already holds."""
+    from .prepare import with_input_shapes
+    from .session import Session
+    stride, _ = network_geometry(graph, name, len(volume))
+    roi = tuple(min(4 * s, -(-n // s) * s) for s, n in zip(stride, volume))
+    with contextlib.suppress(EdgertError):
+        sess = Session(with_input_shapes(graph, {name: (1, channels, *roi)}, file=path), threads=threads)
+        sess.run({name: np.zeros((1, channels, *roi), sess.inputs[0].dtype)}, copy=False)
 
 
 class _ArrayReader:
