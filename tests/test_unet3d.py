@@ -152,3 +152,31 @@ def test_mbconv_couple_copies_when_its_input_lives_on():
     sess = Session(graph, threads=1)
     assert not any(n.get("in_place_bytes") for n in sess.describe()["nodes"] if n["op"] == "MBConv3DCouple")
     assert_close(sess.run(feeds)["z"], run_reference(graph, feeds)["z"], what="MBConv copy path")
+
+
+def test_coupling_add_custom_domain_op():
+    """An exporter may write the half update itself as ai.edgert.CouplingAdd (in place when x dies)."""
+    import onnx
+    from onnx import helper
+
+    from converters.convert import convert_graph
+    from edgert.runtime.reference import run_reference
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Slice", ["r", "s", "e", "a"], ["h"]),
+             helper.make_node("Sigmoid", ["h"], ["f"]),
+             helper.make_node("CouplingAdd", ["r", "f"], ["y"], domain="ai.edgert", offset=0)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 2, 3, 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 2, 3, 3])],
+                              [onnx.numpy_helper.from_array(np.array(v, np.int64), n)
+                               for n, v in (("s", [2]), ("e", [4]), ("a", [1]))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.edgert", 1)])
+    g, _ = convert_graph(model)
+    x = np.random.default_rng(0).standard_normal((1, 4, 2, 3, 3)).astype(np.float32)
+    sess = Session(g, threads=1)
+    got = sess.run({"x": x})["y"]
+    r = np.maximum(x, 0)
+    want = r.copy()
+    want[:, :2] += 1 / (1 + np.exp(-r[:, 2:]))
+    assert_close(got, want, what="CouplingAdd custom op")
+    assert_close(got, run_reference(g, {"x": x})["y"], what="vs reference")
+    assert any(n["op"] == "CouplingAdd" and n.get("in_place_bytes") for n in sess.describe()["nodes"])

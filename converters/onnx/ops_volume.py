@@ -159,6 +159,14 @@ def GroupNormalization(ctx, node):
     _norm(ctx, G, scale, bias)
 
 
+# --- custom-domain op ---------------------------------------------------------------------------------
+def coupling_add(ctx, node):
+    """``ai.edgert.CouplingAdd(x, f, offset=k)``: x with channels [k, k + C_f) increased by f, the half
+    update of a reversible block written explicitly by an exporter (in place when x dies there)."""
+    ctx.emit("CouplingAdd", [ctx.tensor(ctx.inp(0)), ctx.tensor(ctx.inp(1))], [ctx.out(0)],
+             {"offset": int(ctx.attr("offset", 0))})
+
+
 VOLUME_FORMS = {"Conv": conv3d, "ConvTranspose": convtranspose3d, "MaxPool": maxpool3d,
                 "AveragePool": averagepool3d, "Resize": resize3d}
 BUILDERS = (InstanceNormalization, GroupNormalization)
@@ -176,3 +184,5 @@ def volume_forms(ops: dict) -> None:
         ops[name] = by_rank
     for fn in BUILDERS:
         ops.setdefault(fn.__name__, fn)
+    from ..onnx_codebook import CUSTOM_OPS
+    CUSTOM_OPS.setdefault("CouplingAdd", coupling_add)
