@@ -321,8 +321,8 @@ class _Exporter:
                 raise self.error(f"unexpected node form ({type(exc).__name__}: {exc})") from None
         self.node = None
         for name in g.outputs:
-            if name not in self.native and not self.is_const(name):
-                raise self.error(f"graph output '{name}' is a graph input; nothing to export")
+            if self.is_const(name):
+                raise self.error(f"graph output '{name}' is a constant; TFLite outputs are computed tensors")
             index = self.get(name, NHWC if len(g.tensors[name].shape) == 4 else PLAIN)
             # The output tensor carries the IR name (a relayout copy had a suffix).
             for t in self.m.tensors:
@@ -561,7 +561,7 @@ def Softmax(ex, node, attrs):
     axis = attrs.get("axis", -1) % rank
     if rank == 4 and axis == 1:
         layout = NHWC  # channels are TFLite's last axis
-    elif axis == rank - 1 and not (rank == 4 and ex.native.get(x) == NHWC and axis != 1):
+    elif axis == rank - 1:
         layout = PLAIN
     else:
         raise ex.error(f"softmax over axis {axis} of a rank-{rank} tensor: TFLite's SOFTMAX takes the last axis")

@@ -40,7 +40,7 @@ def rel_err(got, want):
 
 def check_export(model, seed=0, read_back=True):
     """Export ``model`` and compare LiteRT / onnxruntime / edgert / the read-back file (``read_back``
-    False where the file uses PADV2 or MIRROR_PAD, which edgert's TFLite reader does not take). Returns
+    False where the file uses PADV2, MIRROR_PAD or MAXIMUM, which edgert's TFLite reader lacks). Returns
     the exported operators (so tests can assert how an op was expressed)."""
     graph, _ = load_dense_graph(model)
     data = export_graph(graph)
@@ -142,6 +142,18 @@ def test_reduce_mean_matmul_and_spatial_flatten():
                        {"w": w(6, 3, 1, 1), "b": w(6), "m": w(6, 7), "fc": w(5, 6 * 5 * 4)})
     ops = check_export(model)
     assert "TRANSPOSE" in ops and ops.count("FULLY_CONNECTED") == 2, ops
+
+
+def test_layout_changes_softmax_over_width_reduce_over_channels_concat():
+    # Softmax over W and a 4-D result in IR order need TRANSPOSEs; MEAN over C without keepdims keeps
+    # [N, H, W] in order; a rank-3 constant broadcasts against the NHWC concat.
+    nodes = [conv_node("x", "y", "w", "b"), helper.make_node("Softmax", ["y"], ["z"], axis=3),
+             helper.make_node("ReduceMean", ["y"], ["r"], axes=[1], keepdims=0),
+             helper.make_node("Concat", ["y", "y"], ["c"], axis=1), helper.make_node("Max", ["c", "k"], ["m"])]
+    model = make_model(nodes, [("x", np.float32, [1, 3, 5, 6])], ["z", "r", "m"],
+                       {"w": w(4, 3, 1, 1), "b": w(4), "k": w(8, 1, 1)})
+    ops = check_export(model, read_back=False)  # edgert's TFLite reader has no MAXIMUM
+    assert ops == ["CONV_2D", "TRANSPOSE", "SOFTMAX", "MEAN", "CONCATENATION", "MAXIMUM", "TRANSPOSE"], ops
 
 
 # --- pooling and explicit padding --------------------------------------------------------------------
