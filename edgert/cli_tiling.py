@@ -32,7 +32,12 @@ def decide(model, inputs, threads, board, memory_budget, tile, exact):
             raise InputError("tiling needs a model with one input, given as --input NAME=volume.npy", file=model)
         return None
     name = graph.inputs[0]
-    reader = MappedNpy(given[name])
+    try:
+        reader = MappedNpy(given[name])
+    except InputError:
+        if asked:
+            raise
+        return None  # the plain run reports the unreadable input in its own words
     shape = reader.shape
     reader.close()
     if asked:
