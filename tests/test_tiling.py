@@ -180,12 +180,16 @@ def test_tiled_equals_independent_sliding_window_2d(unet2d, overlap, blend):
     assert_relative(outs["y"], sliding_window_oracle(predict, x, (32, 24), overlap, blend))
 
 
-def test_volume_smaller_than_window_is_padded_as_monai_does(unet2d):
+def test_volume_off_the_stride_grid_is_padded_as_monai_does(unet2d):
     model, graph, predict = unet2d
     x = np.random.default_rng(2).uniform(-1, 1, (2, 2, 19, 70)).astype(np.float32)  # batch of 2, H < window
-    plan, outs = T.tiled_run(graph, x, tile="32", overlap=0.25, blend="gaussian", threads=1)
-    assert plan.pad[0] == (6, 7) and outs["y"].shape == (2, 3, 19, 70)
-    assert_relative(outs["y"], sliding_window_oracle(predict, x, (32, 32), 0.25, "gaussian"))
+    plan, outs = T.tiled_run(graph, x, tile="20x32", overlap=0.25, blend="gaussian", threads=1)
+    assert plan.pad == [(0, 1), (0, 0)] and outs["y"].shape == (2, 3, 19, 70)
+    assert_relative(outs["y"], sliding_window_oracle(predict, x, (20, 32), 0.25, "gaussian"))
+    # the padding itself, MONAI's (diff // 2 before, the rest after), on a window past the volume
+    assert T.padding((19, 70), (32, 70)) == [(6, 7), (0, 0)]
+    with pytest.raises(InputError, match="larger than the volume 19x70 on axis 0"):
+        T.tiled_run(graph, x, tile="32", overlap=0.25)
 
 
 def test_tiled_equals_independent_sliding_window_3d():

@@ -400,6 +400,13 @@ def plan_tiles(graph, input_name, volume, tile="auto", overlap=DEFAULT_OVERLAP, 
             raise InputError(f"window {'x'.join(map(str, roi))} is not a multiple of the network's stride "
                              f"{'x'.join(map(str, stride))} (from its strided convs and pools)", file=file,
                              hint="pick sizes divisible by the stride, or --tile auto")
+        grid = tuple(-(-n // s) * s for n, s in zip(volume, stride))
+        over = [a for a, (r, g) in enumerate(zip(roi, grid)) if r > g]
+        if over:  # only padding would fill the rest: computing zeros, never a better result
+            raise InputError(f"window {'x'.join(map(str, roi))} is larger than the volume "
+                             f"{'x'.join(map(str, volume))} on axis {over[0]} (whose size on the stride grid is "
+                             f"{grid[over[0]]})", file=file,
+                             hint=f"use a window of at most {'x'.join(map(str, grid))}, or --tile auto")
         if exact:  # a window longer than the volume would pad it, and padding changes the result
             roi = tuple(min(r, n) for r, n in zip(roi, volume))
         need, arena = cost(roi)
