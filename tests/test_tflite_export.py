@@ -9,6 +9,8 @@ The criterion is max|a - b| <= 1e-4 x max|reference|.
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from onnx import helper
 
 from converters.tflite import read_model
@@ -81,6 +83,48 @@ def test_strided_conv_padding(size, pads, padded):
     ops = check_export(model)
     assert ops.count("PAD") == int(padded), ops
     assert ops == (["PAD"] if padded else []) + ["CONV_2D"], ops  # relu fused into the conv
+
+
+@st.composite
+def conv_geometry(draw):
+    k, d, s = draw(st.integers(1, 4)), draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    eff = (k - 1) * d + 1
+    pads = [draw(st.integers(0, min(2, eff - 1))) for _ in range(4)]  # a pad never exceeds the window
+    h = draw(st.integers(max(1, eff - pads[0] - pads[2]), 12))
+    wd = draw(st.integers(max(1, eff - pads[1] - pads[3]), 12))
+    return (h, wd), k, d, s, pads, draw(st.booleans())
+
+
+@given(conv_geometry())
+def test_conv_geometry_property(geometry):
+    # Any stride/dilation/pads/size: SAME, VALID or PAD + VALID must select exactly the IR's windows.
+    (h, wd), k, d, s, pads, depthwise = geometry
+    c = 3
+    node = conv_node("x", "z", "w", "b", strides=[s, s], dilations=[d, d], pads=pads, group=c if depthwise else 1)
+    weight = w(c * 2, 1, k, k) if depthwise else w(4, c, k, k)
+    model = make_model([node], [("x", np.float32, [1, c, h, wd])], ["z"], {"w": weight, "b": w(weight.shape[0])})
+    ops = check_export(model)
+    assert ops[-1] == ("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D") and ops[:-1] in ([], ["PAD"]), ops
+
+
+@given(st.integers(1, 4), st.integers(1, 3), st.lists(st.integers(0, 3), min_size=4, max_size=4),
+       st.integers(1, 11), st.integers(1, 11), st.sampled_from(["max", "avg", "avg_count_pads"]), st.booleans())
+def test_pool_geometry_property(k, s, pads, h, wd, kind, ceil):
+    # Exported exactly, or refused with a ConversionError naming the node (average pooling that
+    # excludes pads TFLite cannot place, ceil-mode sizes no padding reproduces); never wrong numbers.
+    pads = [min(p, k - 1) for p in pads]
+    h, wd = max(h, k - pads[0] - pads[2]), max(wd, k - pads[1] - pads[3])
+    attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": pads, "ceil_mode": int(ceil)}
+    if kind != "max":
+        attrs["count_include_pad"] = int(kind == "avg_count_pads")
+    node = helper.make_node("MaxPool" if kind == "max" else "AveragePool", ["x"], ["z"], name="pool", **attrs)
+    model = make_model([node], [("x", np.float32, [1, 2, h, wd])], ["z"])
+    try:
+        ops = check_export(model, read_back=False)
+    except ConversionError as exc:
+        assert (exc.node, any(pads) or ceil) == ("pool", True), str(exc)
+        return
+    assert ops[-1] in ("MAX_POOL_2D", "AVERAGE_POOL_2D"), ops
 
 
 def test_conv_odd_sizes_dilation_no_bias():
