@@ -229,7 +229,7 @@ def test_exact_mode_equals_the_whole_volume_run(up):
 def test_exact_mode_refuses_networks_that_mix_all_positions():
     graph = edgert_graph(unet(2, head="global"), (32, 32))
     x = np.zeros((1, 2, 64, 64), np.float32)
-    with pytest.raises(InputError, match="fully convolutional"):
+    with pytest.raises(InputError, match=r"bounded neighbourhood; \S+ \(GlobalAveragePool\) mixes all positions"):
         T.tiled_run(graph, x, tile="32", exact=True)
 
 

@@ -40,8 +40,12 @@ from ..errors import BudgetError, EdgertError, InputError, ShapeError
 BLEND_MODES = ("gaussian", "constant")
 SIGMA_SCALE = 0.125
 DEFAULT_OVERLAP = 0.25
-# Ops whose every output voxel depends on every input voxel (statistics over the whole tensor).
-WHOLE_TENSOR_OPS = ("GroupNorm", "InstanceNormalization", "LayerNormalization")
+# Ops whose output voxel depends only on the same voxel of their inputs (channel-axis ops included
+# when their axis is the channel axis). Exact mode refuses any op it cannot bound: its halo would be
+# a guess.
+POINTWISE_OPS = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "Sigmoid", "Tanh", "Clip", "LeakyRelu",
+                 "PRelu", "HardSwish", "HardSigmoid", "Identity", "CouplingAdd", "SparseConv1x1"}
+CHANNEL_AXIS_OPS = {"Concat", "Split", "Softmax"}
 
 
 # ------------------------------------------------------------------------------ the window scan
@@ -120,17 +124,19 @@ def _spatial(values, rank, default=1):
     return list(values[-rank:]) if len(values) >= rank else [default] * rank
 
 
-def network_geometry(graph, input_name: str, rank: int):
+def network_geometry(graph, input_name: str, rank: int, why: list | None = None):
     """(stride, halo) per spatial axis, read from the graph.
 
     stride: the product of the strides of strided convs/pools on the way from the input, i.e. what
     window sizes must be multiples of. halo: a conservative bound, in input voxels, on how far an
     output voxel's value reaches into the input on either side (used by exact mode). Ops that mix all
-    positions (global pools, reductions) make the halo infinite.
+    positions (global pools, reductions, normalisation over the volume) or that the bound does not
+    know make the halo infinite; their names are appended to ``why``.
     """
     factor = {input_name: [Fraction(1)] * rank}
     reach = {input_name: [Fraction(0)] * rank}
     stride = [1] * rank
+    why = why if why is not None else []
     for node in graph.nodes:
         ins = [n for n in node.inputs if n and n in factor]
         if not ins:
@@ -145,8 +151,11 @@ def network_geometry(graph, input_name: str, rank: int):
         for key in ("kernel_shape", "kernel"):
             if key in attrs:
                 kernel = _spatial(attrs[key], rank)
-        if op.startswith("Global") or op in WHOLE_TENSOR_OPS or (op.startswith("Reduce") and _reduces_space(attrs, rank)):
-            r = [math.inf] * rank  # never finite: exact mode refuses
+        if op in POINTWISE_OPS or (op in CHANNEL_AXIS_OPS and attrs.get("axis", 1) in (1, -rank - 1)):
+            pass
+        elif op == "MBConv3DCouple" and not attrs.get("norm_groups"):  # expand, depthwise, project
+            k = list(graph.tensors[node.inputs[5]].shape[2:])
+            r = [r[a] + (k[a] - 1) * f[a] for a in range(rank)]
         elif "Transpose" in op and op.startswith("Conv"):
             s = _spatial(attrs.get("strides"), rank)
             k = kernel or [1] * rank
@@ -163,6 +172,9 @@ def network_geometry(graph, input_name: str, rank: int):
             k = kernel or [1] * rank
             r = [r[a] + (k[a] - 1) * d[a] * f[a] for a in range(rank)]
             f = [f[a] * s[a] for a in range(rank)]
+        else:  # mixes all positions (normalisation, global pool, reduction) or unknown here
+            r = [math.inf] * rank
+            why.append(f"{node.name} ({op})")
         for a in range(rank):
             if f[a].denominator == 1:
                 stride[a] = math.lcm(stride[a], int(f[a]))
@@ -170,11 +182,6 @@ def network_geometry(graph, input_name: str, rank: int):
             factor[out], reach[out] = f, r
     halo = [max((reach[o][a] for o in graph.outputs if o in reach), default=0) for a in range(rank)]
     return tuple(stride), tuple(math.inf if h == math.inf else math.ceil(h) for h in halo)
-
-
-def _reduces_space(attrs, rank):
-    axes = attrs.get("axes")
-    return not axes or any(a % (rank + 2) >= 2 for a in axes)
 
 
 # ----------------------------------------------------------------------------------- the files
@@ -349,10 +356,13 @@ def plan_tiles(graph, input_name, volume, tile="auto", overlap=DEFAULT_OVERLAP, 
     if blend not in BLEND_MODES:
         raise InputError(f"unknown blend mode {blend!r}; use one of {', '.join(BLEND_MODES)}")
     scan_interval(volume, volume, overlap)  # validates overlap
-    stride, halo = network_geometry(graph, input_name, rank)
+    why = []
+    stride, halo = network_geometry(graph, input_name, rank, why)
     if exact and any(h == math.inf for h in halo):
-        raise InputError("exact mode needs a fully convolutional network; this one mixes all positions "
-                         "(a global pool or reduction)", file=file)
+        raise InputError(f"exact mode needs a network whose outputs depend on a bounded neighbourhood; "
+                         f"{why[0]} {'and ' + str(len(why) - 1) + ' more ' if len(why) > 1 else ''}"
+                         "mixes all positions or is not bounded here", file=file,
+                         hint="use the blended modes (--blend gaussian|constant)")
     C = graph.tensors[input_name].shape[1]
     weights = sum(v.nbytes for v in graph.consts.values())
     baseline = process_rss() if baseline_bytes is None else baseline_bytes
