@@ -276,10 +276,12 @@ def markdown(accs, mem, command):
                   f"{acc['edgert_window_median_s'] * 1e3:.0f} ms, onnxruntime {acc['ort_window_median_s'] * 1e3:.0f} ms "
                   f"({acc['edgert_window_median_s'] / acc['ort_window_median_s']:.2f}x).", ""]
     if mem:
+        plan_text = re.search(r"(\d+ windows of .*)$", mem["plan"]).group(1)
         lines += ["BraTS-size volume (1 x 4 x 155 x 240 x 240 fp32, 136 MiB), `edgert run ... --memory-budget "
                   f"{mem['budget']}`, peak RSS of the whole process from `/usr/bin/time -v` (warm kernel cache):", "",
                   "| what | peak memory | time |", "|---|---|---|",
-                  f"| edgert tiled run ({mem['plan'].split(': ', 1)[1]}) | **{format_bytes(mem['edgert_peak_rss'])}** "
+                  f"| edgert tiled run ({plan_text}) | "
+                  f"**{format_bytes(mem['edgert_peak_rss'])}** "
                   f"(RSS) | {mem['edgert_seconds']:.0f} s |",
                   f"| edgert whole-volume plan (160 x 240 x 240, arena from `edgert inspect`) | "
                   f"{format_bytes(mem['whole_arena'])} (arena alone) | - |",
@@ -296,7 +298,12 @@ def main(argv=None):
     ap.add_argument("--roi", default="48x48x48", help="accuracy window DxHxW")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-brats", action="store_true")
+    ap.add_argument("--from-json", type=Path, help="only rewrite the markdown from a previous run's tiling.json")
     args = ap.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        print(markdown(saved["accuracy"], saved["memory"], saved["command"]))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     _WORK[0] = args.work
     volume, roi = (1, 4, *map(int, args.volume.split("x"))), tuple(map(int, args.roi.split("x")))
@@ -306,7 +313,8 @@ def main(argv=None):
     command = "python tools/bench_tiling.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = markdown(acc, mem, command.strip())
     (args.work / "tiling.md").write_text(text + "\n")
-    (args.work / "tiling.json").write_text(json.dumps({"accuracy": acc, "memory": mem}, indent=2))
+    (args.work / "tiling.json").write_text(json.dumps({"accuracy": acc, "memory": mem, "command": command.strip()},
+                                                      indent=2))
     print(text)
 
 

@@ -229,7 +229,7 @@ class NpyWriter:
 
     def __init__(self, fh, shape, dtype=np.float32):
         self.fh, self.shape, self.dtype = fh, tuple(shape), np.dtype(dtype)
-        np.lib.format.write_array_header_2_0(fh, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(self.dtype),
                                                   "fortran_order": False, "shape": self.shape})
         self.offset = fh.tell()
         fh.truncate(self.offset + int(np.prod(self.shape)) * self.dtype.itemsize)
