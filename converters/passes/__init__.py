@@ -21,16 +21,16 @@ from .fuse_mbconv import fuse_mbconv
 from .fuse_pad import fuse_pad
 from .fuse_reversible import fuse_reversible
 from .remove_identity import remove_identity
-from .sparsify import sparsify
+from .sparsify import fuse_residual, sparsify
 
 # Order matters within a round: folding first exposes identities; batchnorm folding before
 # activation fusion (a fused layer takes no more affine folds); hard-swish recognition before
 # activation fusion (which then folds the HardSwish into its producer); reversible blocks before
 # activation fusion (their Adds must still be plain), their MBConv branches after it (the fused op
 # takes the activations along); sparse weight storage once weights and activations are final (its op
-# takes no more folds); dead code last.
+# takes no more folds), then residual Adds into the sparse layers; dead code last.
 PASSES = (fold_constants, remove_identity, fold_batchnorm, fuse_pad, fuse_hardswish, fuse_reversible,
-          fuse_activation, fuse_mbconv, fold_concat_conv, sparsify, eliminate_dead)
+          fuse_activation, fuse_mbconv, fold_concat_conv, sparsify, fuse_residual, eliminate_dead)
 MAX_ROUNDS = 50
 
 
@@ -72,6 +72,7 @@ __all__ = [
     "fuse_hardswish",
     "fuse_mbconv",
     "fuse_pad",
+    "fuse_residual",
     "fuse_reversible",
     "remove_identity",
     "run_passes",

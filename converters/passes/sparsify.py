@@ -21,6 +21,8 @@ import numpy as np
 from edgert.ir.graph import TensorInfo
 from edgert.ops.sparse import BLOCKS, to_csr
 
+from .rewrite import is_private, take_over_output, uses
+
 THRESHOLD = 0.5  # fraction of zero weights from which a layer is stored sparse
 
 
@@ -88,3 +90,33 @@ def sparsify(graph, threshold: float | None = None) -> int:
         node.attrs = {"block": list(block), **act}
         rewritten += 1
     return rewritten
+
+
+def fuse_residual(graph) -> int:
+    """SparseConv1x1 (no activation yet) whose output only feeds a same-shape Add: the Add's other
+    operand becomes the node's residual input and the Add's activation its own, so the residual is
+    added while the output tile is still in registers (an inverted-residual block's projection, the
+    MediaPipe detectors' 19-23 residual Adds) instead of in a separate pass over memory."""
+    fused = 0
+    use_count = uses(graph)
+    for node in list(graph.nodes):
+        if (node.op != "SparseConv1x1" or len(node.inputs) > 5
+                or node.attrs.get("activation", "none") != "none" or not is_private(graph, node.outputs[0], use_count)):
+            continue
+        y = node.outputs[0]
+        add = next((n for n in graph.nodes if n.op == "Add" and y in n.inputs), None)
+        if add is None or add.inputs[0] == add.inputs[1]:
+            continue
+        other = add.inputs[1] if add.inputs[0] == y else add.inputs[0]
+        shape = tuple(graph.tensors[y].shape)
+        if tuple(graph.tensors[other].shape) != shape or tuple(graph.tensors[add.outputs[0]].shape) != shape:
+            continue
+        producers = {o: k for k, n in enumerate(graph.nodes) for o in n.outputs}
+        if producers.get(other, -1) > graph.nodes.index(node):
+            continue  # computed after the conv: it cannot be the conv's input without reordering
+        node.inputs = node.inputs[:4] + [node.inputs[4] if len(node.inputs) > 4 else "", other]
+        node.attrs.update({k: add.attrs[k] for k in ("activation", "act_a", "act_b") if k in add.attrs})
+        take_over_output(graph, node, 0, add)
+        use_count = uses(graph)
+        fused += 1
+    return fused

@@ -24,7 +24,7 @@ import numpy as np
 
 from ._jit import inline, kernel, prange
 from .act import CLIP, NONE, RELU, apply_act
-from .simd import VW, vbroadcast, vbroadcast_at, vclamp, vfma, vload, vload_window, vrelu, vstore, vstore_n
+from .simd import VW, vadd, vbroadcast, vbroadcast_at, vclamp, vfma, vload, vload_window, vrelu, vstore, vstore_n
 
 TILE_V = 4  # vectors per register tile (16 registers on AVX-512/NEON: 4 accumulators + loads)
 TILE = TILE_V * VW  # pixels per tile
@@ -73,11 +73,15 @@ def _sparse_dot(x, xo, values, offs, j0, j1):
 
 
 @inline
-def _block(x, xo, values, offs, rowptr, bias, out, oo, m0, m1, p0, p1, P, code, a, b):
-    """Output rows m0..m1, pixels p0..p1 of one image: x starts at xo, out at oo (both flat)."""
+def _block(x, xo, values, offs, rowptr, bias, res, has_res, out, oo, m0, m1, p0, p1, P, code, a, b):
+    """Output rows m0..m1, pixels p0..p1 of one image: x starts at xo, out (and res) at oo (flat).
+    With has_res the tile starts from bias + res (a fused residual Add; res may be out itself: each
+    tile is read before it is written)."""
     if P == 1:  # a fully connected layer: one sparse dot product per output
         for m in range(m0, m1):
-            out[oo + m] = apply_act(bias[m] + _sparse_dot(x, xo, values, offs, rowptr[m], rowptr[m + 1]), code, a, b)
+            r0 = res[oo + m] if has_res else np.float32(0.0)
+            out[oo + m] = apply_act(bias[m] + r0 + _sparse_dot(x, xo, values, offs, rowptr[m], rowptr[m + 1]),
+                                    code, a, b)
         return
     vec_act = code == NONE or code == RELU or code == CLIP
     for m in range(m0, m1):
@@ -93,6 +97,11 @@ def _block(x, xo, values, offs, rowptr, bias, out, oo, m0, m1, p0, p1, P, code, 
             acc1 = acc0
             acc2 = acc0
             acc3 = acc0
+            if has_res:
+                acc0 = vadd(acc0, vload(res, ob + p))
+                acc1 = vadd(acc1, vload(res, ob + p + VW))
+                acc2 = vadd(acc2, vload(res, ob + p + 2 * VW))
+                acc3 = vadd(acc3, vload(res, ob + p + 3 * VW))
             for j in range(j0, j1):
                 w = vbroadcast_at(values, j)
                 src = xb + offs[j]
@@ -119,6 +128,11 @@ def _block(x, xo, values, offs, rowptr, bias, out, oo, m0, m1, p0, p1, P, code, 
             acc1 = acc0
             acc2 = acc0
             acc3 = acc0
+            if has_res:
+                acc0 = vadd(acc0, vload(res, ob + p))
+                acc1 = vadd(acc1, vload_window(res, ob + p, VW, r))
+                acc2 = vadd(acc2, vload_window(res, ob + p, 2 * VW, r))
+                acc3 = vadd(acc3, vload_window(res, ob + p, 3 * VW, r))
             for j in range(j0, j1):
                 w = vbroadcast_at(values, j)
                 src = xb + offs[j]
@@ -143,6 +157,8 @@ def _block(x, xo, values, offs, rowptr, bias, out, oo, m0, m1, p0, p1, P, code, 
             n = min(VW, p1 - p)
             xb = xo + p
             acc = vbroadcast(bm)
+            if has_res and (n >= 4 or P >= VW):
+                acc = vadd(acc, vload_window(res, ob + p, 0, n))
             if n == VW:
                 for j in range(j0, j1):
                     acc = vfma(vbroadcast_at(values, j), vload(x, xb + offs[j]), acc)
@@ -152,7 +168,7 @@ def _block(x, xo, values, offs, rowptr, bias, out, oo, m0, m1, p0, p1, P, code, 
             else:  # a few pixels per row (a fully connected layer: P == 1): plain scalars
                 vec_end = p
                 for q in range(n):
-                    s = bm
+                    s = bm + (res[ob + p + q] if has_res else np.float32(0.0))
                     for j in range(j0, j1):
                         s += values[j] * x[xb + offs[j] + q]
                     out[ob + p + q] = apply_act(s, code, a, b)
@@ -171,14 +187,15 @@ def _block(x, xo, values, offs, rowptr, bias, out, oo, m0, m1, p0, p1, P, code, 
 
 
 @kernel
-def f32_spmm_rows(x, values, offs, rowptr, bias, out, nimg, M, K, P, code, a, b):
-    """out[n, M, P] = act(W @ x[n, K, P] + bias) for every image n; W in CSR (values, offs = k * P)."""
+def f32_spmm_rows(x, values, offs, rowptr, bias, res, has_res, out, nimg, M, K, P, code, a, b):
+    """out[n, M, P] = act(W @ x[n, K, P] + bias (+ res[n, M, P])) for every image n; W in CSR (values,
+    offs = k * P)."""
     for n in range(nimg):
-        _block(x, n * K * P, values, offs, rowptr, bias, out, n * M * P, 0, M, 0, P, P, code, a, b)
+        _block(x, n * K * P, values, offs, rowptr, bias, res, has_res, out, n * M * P, 0, M, 0, P, P, code, a, b)
 
 
 @kernel(parallel=True)
-def f32_spmm_rows_mt(x, values, offs, rowptr, bias, out, nimg, M, K, P, code, a, b, pchunks, mchunks):
+def f32_spmm_rows_mt(x, values, offs, rowptr, bias, res, has_res, out, nimg, M, K, P, code, a, b, pchunks, mchunks):
     """f32_spmm_rows over nimg * pchunks * mchunks independent items (pixel chunks at tile bounds)."""
     tiles = (P + TILE - 1) // TILE
     per = nimg * pchunks * mchunks
@@ -192,4 +209,13 @@ def f32_spmm_rows_mt(x, values, offs, rowptr, bias, out, nimg, M, K, P, code, a,
         m0 = M * mc // mchunks
         m1 = M * (mc + 1) // mchunks
         if p1 > p0 and m1 > m0:
-            _block(x, n * K * P, values, offs, rowptr, bias, out, n * M * P, m0, m1, p0, p1, P, code, a, b)
+            _block(x, n * K * P, values, offs, rowptr, bias, res, has_res, out, n * M * P, m0, m1, p0, p1, P,
+                   code, a, b)
+
+
+@kernel
+def f32_add_act(acc, res, out, code, a, b):
+    """out = act(acc + res) over flat buffers: the fused residual Add after a dense 1x1 GEMM (out may
+    be res itself)."""
+    for i in range(out.size):
+        out[i] = apply_act(acc[i] + res[i], code, a, b)

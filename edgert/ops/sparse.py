@@ -6,7 +6,8 @@ al.) with no transpose anywhere. A fully connected layer X [N, K] is the same wi
 
 Weights: ``values`` (f32, may be stored fp16), ``cols`` (u16 when K <= 65536, else i32: the first
 input channel of each nonzero block), ``rowptr`` (i32, M/bm + 1 entries: block row r owns blocks
-rowptr[r]..rowptr[r+1]), bias separate. ``block`` = [bm, bk]: each stored block covers bm output
+rowptr[r]..rowptr[r+1]), bias separate, and an optional residual R of the output's shape (a fused Add:
+Y = act(W X + b + R)). ``block`` = [bm, bk]: each stored block covers bm output
 channels x bk consecutive input channels, values row-major inside the block ([1, 1]: plain CSR).
 
 Kernel choice (``prepare``): a cost model estimates both kernels' time on this machine (or the
@@ -46,6 +47,7 @@ SPARSE_GFLOPS = 38.6
 SPARSE_NZ_NS = 0.956
 SPARSE_ROW_NS = 12.7
 MODES = {"auto": "auto", "always": "always", "on": "always", "never": "never", "off": "never"}
+_NO_RES = np.zeros(1, np.float32)  # stands in for an absent residual
 BLOCKS = ((1, 1), (1, 4), (2, 1), (4, 1), (1, 2), (2, 2), (4, 4))
 
 
@@ -122,7 +124,8 @@ class SparseConv1x1(OpDef):
     name = "SparseConv1x1"
     family = "conv"
     attrs = {"block": [1, 1], **ACT_ATTRS}
-    num_inputs = (4, 5)
+    num_inputs = (4, 6)
+    inplace = 5  # the fused residual: each output tile is read from it, then written over it
     kernels = ("f32_spmm_rows", "f32_spmm_rows_mt", "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemv",
                "f32_gemv_mt", "f32_gemm_prepacked", "f32_gemm_prepacked_mt")
 
@@ -138,6 +141,7 @@ class SparseConv1x1(OpDef):
         bm, bk = self._block(node, attrs)
         x, values, cols, rowptr = ins[:4]
         bias = ins[4] if len(ins) > 4 else None
+        res = ins[5] if len(ins) > 5 else None
         if x.dtype != "f32" or len(x.shape) not in (2, 4):
             raise self.error(node, f"input must be f32 [N, C, H, W] or [N, K], got {x.dtype} {list(x.shape)}")
         for t, what, dtypes in ((values, "values", ("f32",)), (cols, "cols", ("u16", "i32")),
@@ -156,9 +160,11 @@ class SparseConv1x1(OpDef):
         if bias is not None and (bias.dtype != "f32" or tuple(bias.shape) != (M,)):
             raise self.error(node, f"bias must be f32 [{M}], got {bias.dtype} {list(bias.shape)}")
         shape = (x.shape[0], M) + tuple(x.shape[2:])
+        if res is not None and (res.dtype != "f32" or tuple(res.shape) != shape):
+            raise self.error(node, f"residual must be f32 {list(shape)} (the output), got {res.dtype} {list(res.shape)}")
         return [(shape, "f32")]
 
-    def reference(self, attrs, x, values, cols, rowptr, bias=None):
+    def reference(self, attrs, x, values, cols, rowptr, bias=None, residual=None):
         block = tuple(attrs["block"])
         M, K = (len(rowptr) - 1) * block[0], x.shape[1]
         w = densify(values, cols, rowptr, M, K, block).astype(np.float64)
@@ -166,6 +172,8 @@ class SparseConv1x1(OpDef):
         y = np.einsum("mk,nk...->nm...", w, xs)
         if bias is not None:
             y = y + bias.astype(np.float64).reshape((1, M) + (1,) * (x.ndim - 2))
+        if residual is not None:
+            y = y + residual.astype(np.float64)
         return (reference_act(y, attrs["activation"], attrs["act_a"], attrs["act_b"]).astype(x.dtype),)
 
     def check_csr(self, node, values, cols, rowptr, M, K, block, file=None):
@@ -208,11 +216,14 @@ class SparseConv1x1(OpDef):
                f"{t_sparse:.1f} us ({source})")
         why += {"always": "; sparse forced", "never": "; dense forced"}.get(mode, "")
         bias = np.ascontiguousarray(ctx.const(node.inputs[4]), np.float32) if has_bias else None
+        has_res = len(node.inputs) > 5 and bool(node.inputs[5])
+        if has_res:
+            why += "; residual Add fused"
         if use_sparse:
-            return self._sparse(node, attrs, w, bias, N, M, K, P, ctx, why)
-        return self._dense(node, attrs, ins, outs, ctx, w, bias, why)
+            return self._sparse(node, attrs, w, bias, has_res, N, M, K, P, ctx, why)
+        return self._dense(node, attrs, ins, outs, ctx, w, bias, has_res, why)
 
-    def _sparse(self, node, attrs, w, bias, N, M, K, P, ctx, why):
+    def _sparse(self, node, attrs, w, bias, has_res, N, M, K, P, ctx, why):
         vals, cols, rowptr = to_csr(w)
         offs = cols.astype(np.int64) * P
         offs = offs.astype(np.int32 if K * P < 2 ** 31 else np.int64)
@@ -224,16 +235,19 @@ class SparseConv1x1(OpDef):
         extra = (pc, mc) if name.endswith("_mt") else ()
         act = act_args(attrs)
         return Prepared(name, getattr(KS, name),
-                        lambda i, o, s: (flat(writable(i[0])), vals, offs, rowptr, packed["bias"], flat(o[0]),
+                        lambda i, o, s: (flat(writable(i[0])), vals, offs, rowptr, packed["bias"],
+                                         flat(i[5]) if has_res else _NO_RES, has_res, flat(o[0]),
                                          N, M, K, P, *act, *extra),
                         packed=packed, reason=f"sparse: {why}; CSR x CHW, {P} pixels, "
                                               f"{T} thread{'s' if T > 1 else ''}")
 
-    def _dense(self, node, attrs, ins, outs, ctx, w, bias, why):
+    def _dense(self, node, attrs, ins, outs, ctx, w, bias, has_res, why):
         M, K = w.shape
         wname, bname = f"{node.name}#dense_weight", f"{node.name}#dense_bias"
         extra = {bname: bias} if bias is not None else {}
-        act = {k: attrs[k] for k in ACT_ATTRS}
+        # With a fused residual the GEMM writes a scratch buffer (the output may share the residual's
+        # bytes), then f32_add_act adds the residual and applies the activation.
+        act = {"activation": "none", "act_a": 0.0, "act_b": 0.0} if has_res else {k: attrs[k] for k in ACT_ATTRS}
         if len(ins[0].shape) == 4:
             extra[wname] = w.reshape(M, K, 1, 1)
             shim = Node(node.name, "Conv", [node.inputs[0], wname] + ([bname] if bias is not None else []),
@@ -251,6 +265,19 @@ class SparseConv1x1(OpDef):
             prepared = get_op("FullyConnected").prepare(shim, act, [ins[0], winfo] + binfo, outs, _DenseContext(ctx, extra))
             prepared.packed.setdefault("weight", w)  # densified here: the session keeps it alive
         bind = prepared.bind
-        prepared.bind = lambda i, o, s: bind(i[:1] + i[4:5], o, s)  # Conv/FC see (X, [bias]) only
         prepared.reason = f"dense: {why}; {prepared.reason}"
+        if not has_res:
+            prepared.bind = lambda i, o, s: bind(i[:1] + i[4:5], o, s)  # Conv/FC see (X, [bias]) only
+            return prepared
+        k = len(prepared.scratch)
+        prepared.scratch = list(prepared.scratch) + [(tuple(outs[0].shape), "f32")]
+        gemm, code = prepared.fn, act_args(attrs)
+
+        def run(gemm_args, acc, res, out):
+            gemm(*gemm_args)
+            KS.f32_add_act(acc, res, out, *code)
+
+        prepared.fn = run
+        prepared.bind = lambda i, o, s: (bind(i[:1] + i[4:5], [s[k]], s), flat(s[k]), flat(i[5]), flat(o[0]))
+        prepared.kernel += "+f32_add_act"
         return prepared

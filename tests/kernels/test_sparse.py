@@ -38,30 +38,33 @@ def pruned(rng, m, k, sparsity, block=(1, 1), empty_rows=False):
     return w
 
 
-def sparse_graph(x_shape, w, bias, attrs, block=(1, 1), fp16=False):
+def sparse_graph(x_shape, w, bias, attrs, block=(1, 1), fp16=False, residual=False):
     b = GraphBuilder()
     values, cols, rowptr = to_csr(w, block)
     ins = [b.add_input("x", x_shape), b.add_const("values", values, dtype="f16" if fp16 else None),
            b.add_const("cols", cols), b.add_const("rowptr", rowptr)]
-    if bias is not None:
-        ins.append(b.add_const("bias", bias))
+    ins.append(b.add_const("bias", bias) if bias is not None else "")
+    if residual:
+        ins.append(b.add_input("r", (x_shape[0], w.shape[0]) + tuple(x_shape[2:])))
     b.add_node("SparseConv1x1", ins, ["y"], {**attrs, "block": list(block)}, name="sp")
     b.add_output("y")
     return b.finish()
 
 
-def run(graph, x, mode, threads=1):
+def run(graph, x, mode, threads=1, r=None):
     sess = Session(graph, threads=threads, options={"sparse": mode})
-    return sess.run({"x": x})["y"], sess.describe()["nodes"][0]
+    return sess.run({"x": x} | ({"r": r} if r is not None else {}))["y"], sess.describe()["nodes"][0]
 
 
-def dense_answer(x, w, bias, act, attrs):
+def dense_answer(x, w, bias, act, attrs, r=None):
     """W @ X + b through plain numpy in float64, then the activation (an oracle apart from the op's own)."""
     from edgert.kernels.act import reference_act
     xs = x.astype(np.float64)
     y = np.einsum("mk,nk...->nm...", w.astype(np.float64), xs)
     if bias is not None:
         y = y + bias.astype(np.float64).reshape((1, -1) + (1,) * (x.ndim - 2))
+    if r is not None:
+        y = y + r
     return reference_act(y, act, attrs["act_a"], attrs["act_b"]).astype(np.float32)
 
 
@@ -70,8 +73,9 @@ def dense_answer(x, w, bias, act, attrs):
        pixels=st.sampled_from(PIXELS), sparsity=st.sampled_from([0.0, 0.5, 0.9, 1.0]),
        empty_rows=st.booleans(), bias=st.booleans(), act=st.sampled_from(sorted(CODES)),
        nimg=st.sampled_from([1, 1, 2]), fp16=st.booleans(), mode=st.sampled_from(["always", "never"]),
-       seed=st.integers(0, 2**31 - 1))
-def test_conv1x1_matches_reference_and_dense(m, k, pixels, sparsity, empty_rows, bias, act, nimg, fp16, mode, seed):
+       residual=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_conv1x1_matches_reference_and_dense(m, k, pixels, sparsity, empty_rows, bias, act, nimg, fp16, mode,
+                                             residual, seed):
     rng = np.random.default_rng(seed)
     w = pruned(rng, m, k, sparsity, empty_rows=empty_rows)
     if fp16:
@@ -80,27 +84,29 @@ def test_conv1x1_matches_reference_and_dense(m, k, pixels, sparsity, empty_rows,
     h = 1 if pixels % 2 else 2
     x = rng.standard_normal((nimg, k, h, pixels // h)).astype(np.float32)
     attrs = act_attrs(act)
-    graph = sparse_graph(x.shape, w, b, attrs, fp16=fp16)
-    got, node = run(graph, x, mode)
+    graph = sparse_graph(x.shape, w, b, attrs, fp16=fp16, residual=residual)
+    r = rng.standard_normal((nimg, m) + x.shape[2:]).astype(np.float32) if residual else None
+    got, node = run(graph, x, mode, r=r)
     assert node["kernel"].startswith("f32_spmm_rows") == (mode == "always"), node
-    assert_close(got, run_reference(graph, {"x": x})["y"], what="vs reference")
-    assert_close(got, dense_answer(x, w, b, act, attrs), what="vs dense numpy")
+    assert_close(got, run_reference(graph, {"x": x} | ({"r": r} if residual else {}))["y"], what="vs reference")
+    assert_close(got, dense_answer(x, w, b, act, attrs, r), what="vs dense numpy")
 
 
 @pytest.mark.arm
 @given(n=st.sampled_from([1, 2, 5]), m=st.sampled_from([1, 7, 33]), k=st.sampled_from([1, 9, 64]),
        sparsity=st.sampled_from([0.0, 0.5, 0.9, 1.0]), act=st.sampled_from(["none", "relu", "sigmoid"]),
-       mode=st.sampled_from(["always", "never"]), seed=st.integers(0, 2**31 - 1))
-def test_fully_connected_matches_reference(n, m, k, sparsity, act, mode, seed):
+       mode=st.sampled_from(["always", "never"]), residual=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_fully_connected_matches_reference(n, m, k, sparsity, act, mode, residual, seed):
     rng = np.random.default_rng(seed)
     w = pruned(rng, m, k, sparsity)
     b = rng.standard_normal(m).astype(np.float32)
     x = rng.standard_normal((n, k)).astype(np.float32)
     attrs = act_attrs(act)
-    graph = sparse_graph(x.shape, w, b, attrs)
-    got, node = run(graph, x, mode)
+    graph = sparse_graph(x.shape, w, b, attrs, residual=residual)
+    r = rng.standard_normal((n, m)).astype(np.float32) if residual else None
+    got, node = run(graph, x, mode, r=r)
     assert node["kernel"].startswith("f32_spmm_rows") == (mode == "always")
-    assert_close(got, dense_answer(x, w, b, act, attrs), what="FC vs dense numpy")
+    assert_close(got, dense_answer(x, w, b, act, attrs, r), what="FC vs dense numpy")
 
 
 @pytest.mark.arm
