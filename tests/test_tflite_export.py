@@ -40,10 +40,9 @@ def rel_err(got, want):
     return float(np.max(np.abs(got.astype(np.float64) - want))) / max(float(np.max(np.abs(want))), 1e-30)
 
 
-def check_export(model, seed=0, read_back=True):
-    """Export ``model`` and compare LiteRT / onnxruntime / edgert / the read-back file (``read_back``
-    False where the file uses PADV2, MIRROR_PAD or MAXIMUM, which edgert's TFLite reader lacks). Returns
-    the exported operators (so tests can assert how an op was expressed)."""
+def check_export(model, seed=0):
+    """Export ``model`` and compare LiteRT / onnxruntime / edgert / edgert on the file read back through
+    its own TFLite converter. Returns the exported operators (so tests can assert how an op was expressed)."""
     graph, _ = load_dense_graph(model)
     data = export_graph(graph)
     feeds = random_feeds(model, seed)
@@ -51,8 +50,7 @@ def check_export(model, seed=0, read_back=True):
     ours = Session(graph, threads=1).run(feeds)
     tfl_feeds = {name: nhwc(value) for name, value in feeds.items()}
     theirs = {name: nchw(value) for name, value in run_litert(data, tfl_feeds).items()}
-    back = ({name: nchw(value) for name, value in Session(edgert_graph(data), threads=1).run(tfl_feeds).items()}
-            if read_back else ours)
+    back = {name: nchw(value) for name, value in Session(edgert_graph(data), threads=1).run(tfl_feeds).items()}
     assert set(theirs) == set(want), f"outputs {sorted(theirs)} vs {sorted(want)}"
     for name, ref in want.items():
         assert rel_err(theirs[name], ref) <= TOL, f"LiteRT vs onnxruntime, '{name}'"
@@ -120,7 +118,7 @@ def test_pool_geometry_property(k, s, pads, h, wd, kind, ceil):
     node = helper.make_node("MaxPool" if kind == "max" else "AveragePool", ["x"], ["z"], name="pool", **attrs)
     model = make_model([node], [("x", np.float32, [1, 2, h, wd])], ["z"])
     try:
-        ops = check_export(model, read_back=False)
+        ops = check_export(model)
     except ConversionError as exc:
         assert (exc.node, any(pads) or ceil) == ("pool", True), str(exc)
         return
@@ -196,7 +194,7 @@ def test_layout_changes_softmax_over_width_reduce_over_channels_concat():
              helper.make_node("Concat", ["y", "y"], ["c"], axis=1), helper.make_node("Max", ["c", "k"], ["m"])]
     model = make_model(nodes, [("x", np.float32, [1, 3, 5, 6])], ["z", "r", "m"],
                        {"w": w(4, 3, 1, 1), "b": w(4), "k": w(8, 1, 1)})
-    ops = check_export(model, read_back=False)  # edgert's TFLite reader has no MAXIMUM
+    ops = check_export(model)
     assert ops == ["CONV_2D", "TRANSPOSE", "SOFTMAX", "MEAN", "CONCATENATION", "MAXIMUM", "TRANSPOSE"], ops
 
 
@@ -209,7 +207,7 @@ def test_pools(size):
              helper.make_node("AveragePool", ["y"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
                               count_include_pad=1)]
     model = make_model(nodes, [("x", np.float32, [1, 3, *size])], ["a", "c"], {"w": w(5, 3, 1, 1), "b": w(5)})
-    ops = check_export(model, read_back=size[0] % 2 == 1)
+    ops = check_export(model)
     assert ops.count("MAX_POOL_2D") == 1 and ops.count("AVERAGE_POOL_2D") == 2, ops
     assert ("PADV2" in ops) == (size[0] % 2 == 0), ops  # odd: SAME; even: -inf pads before a VALID pool
 
@@ -218,7 +216,7 @@ def test_reflect_pad():
     nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], mode="reflect"), conv_node("p", "z", "w", "b")]
     model = make_model(nodes, [("x", np.float32, [1, 3, 7, 8])], ["z"],
                        {"pads": np.array([0, 0, 2, 1, 0, 0, 1, 2], np.int64), "w": w(4, 3, 3, 3), "b": w(4)})
-    assert check_export(model, read_back=False) == ["MIRROR_PAD", "CONV_2D"]
+    assert check_export(model) == ["MIRROR_PAD", "CONV_2D"]
 
 
 # --- decoder ops: upsampling and transposed convolutions ---------------------------------------------

@@ -27,7 +27,8 @@ BUILDERS.update(_SHAPE_BUILDERS)
 # Required inputs per operator (every builder produces exactly one output).
 MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "TRANSPOSE_CONV": 3, "Convolution2DTransposeBias": 3,
               "ADD": 2, "SUB": 2, "MUL": 2, "PRELU": 2, "MEAN": 2, "FULLY_CONNECTED": 2, "STRIDED_SLICE": 4,
-              "RESIZE_BILINEAR": 2, "RESIZE_NEAREST_NEIGHBOR": 2, "TRANSPOSE": 2, "PAD": 2}
+              "RESIZE_BILINEAR": 2, "RESIZE_NEAREST_NEIGHBOR": 2, "TRANSPOSE": 2, "PAD": 2,
+              "PADV2": 2, "MIRROR_PAD": 2, "MAXIMUM": 2, "MINIMUM": 2}
 
 
 def builder_for(op):

@@ -29,6 +29,7 @@ DEFAULT_OPTIONS = {"AddOptions": {"FusedActivationFunction": 0}, "SubOptions": {
                    "ResizeBilinearOptions": {"AlignCorners": False, "HalfPixelCenters": False},
                    "ResizeNearestNeighborOptions": {"AlignCorners": False, "HalfPixelCenters": False},
                    "SoftmaxOptions": {"Beta": 1.0}, "ReshapeOptions": {"NewShape": []},
+                   "MirrorPadOptions": {"Mode": 0},
                    "StridedSliceOptions": {"BeginMask": 0, "EndMask": 0, "EllipsisMask": 0, "NewAxisMask": 0,
                                            "ShrinkAxisMask": 0, "Offset": False}}
 
@@ -276,6 +277,21 @@ def SUB(ctx, op):
 
 def MUL(ctx, op):
     _binary(ctx, op, "Mul", "MulOptions")
+
+
+def _elementwise_pair(ctx, op, ir_op):
+    """Binary ops without options (MAXIMUM, MINIMUM): broadcasting like ADD, no fused activation."""
+    a, b = op.inputs[0], op.inputs[1]
+    rank, perm = common_layout(ctx, (a, b), op.outputs[0])
+    ctx.emit(ir_op, [operand(ctx, a, rank, perm), operand(ctx, b, rank, perm)], {}, out=op.outputs[0], perm=perm)
+
+
+def MAXIMUM(ctx, op):
+    _elementwise_pair(ctx, op, "Max")
+
+
+def MINIMUM(ctx, op):
+    _elementwise_pair(ctx, op, "Min")
 
 
 def _unary(ctx, op, ir_op, attrs=None):

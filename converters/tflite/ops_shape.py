@@ -84,7 +84,7 @@ def CONCATENATION(ctx, op):
                            o["FusedActivationFunction"], op.outputs[0], perm)
 
 
-def PAD(ctx, op):
+def _pad(ctx, op, mode, value=0.0):
     x = op.inputs[0]
     rank = ctx.rank(x)
     pads = ctx.const(op.inputs[1])
@@ -92,8 +92,28 @@ def PAD(ctx, op):
         ctx.fail(f"paddings must be a non-negative integer [{rank}, 2] constant, got {pads.dtype} {list(pads.shape)}")
     _, perm = common_layout(ctx, [x], op.outputs[0])
     ir_pads = [int(pads[p, 0]) for p in perm] + [int(pads[p, 1]) for p in perm]
-    ctx.emit("Pad", [ctx.value(x, perm)], {"pads": ir_pads, "mode": "constant", "value": 0.0},
+    ctx.emit("Pad", [ctx.value(x, perm)], {"pads": ir_pads, "mode": mode, "value": float(value)},
              out=op.outputs[0], perm=perm)
+
+
+def PAD(ctx, op):
+    _pad(ctx, op, "constant")
+
+
+def PADV2(ctx, op):
+    """PAD with a constant fill value (a scalar third input)."""
+    value = ctx.const(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else np.zeros(1, np.float32)
+    if value.size != 1 or value.dtype.kind != "f":
+        ctx.fail(f"constant_values must be one float, got {value.dtype} {list(value.shape)}")
+    _pad(ctx, op, "constant", float(value.reshape(-1)[0]))
+
+
+def MIRROR_PAD(ctx, op):
+    """REFLECT mirrors without repeating the edge (numpy 'reflect'); SYMMETRIC repeats it (not in the IR)."""
+    mode = options(ctx, op, "MirrorPadOptions")["Mode"]
+    if mode != 0:
+        raise Unsupported("MIRROR_PAD in SYMMETRIC mode (edgert's Pad has constant, reflect and edge modes)")
+    _pad(ctx, op, "reflect")
 
 
 def MEAN(ctx, op):

@@ -55,6 +55,7 @@ OPTION_FIELDS = {
     "DepthToSpaceOptions": ("BlockSize",),
     "TransposeConvOptions": ("Padding", "StrideW", "StrideH", "FusedActivationFunction"),
     "SoftmaxOptions": ("Beta",),
+    "MirrorPadOptions": ("Mode",),
 }
 
 
