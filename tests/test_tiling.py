@@ -236,14 +236,14 @@ def test_exact_mode_refuses_networks_that_mix_all_positions():
 def test_exact_mode_window_too_small_for_the_halo(unet2d):
     _, graph, _ = unet2d
     with pytest.raises(InputError, match="no core"):
-        T.tiled_run(graph, np.zeros((1, 2, 64, 64), np.float32), tile="16", exact=True)
+        T.tiled_run(graph, np.zeros((1, 2, 64, 64), np.float32), tile="12", exact=True)
 
 
 def test_network_geometry_reads_stride_and_halo(unet2d):
     _, graph, _ = unet2d
     stride, halo = T.network_geometry(graph, "x", 2)
-    # 3x3 at 1x (1) + 3x3 s2 at 1x (2... counted as (k-1)*1 = 2) + 3x3 at 2x (4) + nearest x2 (2) + 1x1
-    assert stride == (2, 2) and halo == (2 + 2 + 4 + 2, 2 + 2 + 4 + 2)
+    # 3x3 pad 1 at 1x (1) + 3x3 s2 pad 1 at 1x (1) + 3x3 pad 1 at 2x (2) + nearest x2 from 2x (2) + 1x1 (0)
+    assert stride == (2, 2) and halo == (6, 6)
 
 
 # ------------------------------------------------------------------------------ files, atomicity
@@ -404,7 +404,7 @@ def test_cli_tile_options_and_untiled_run_at_the_files_shape(cli_files, unet2d):
     result = runner.invoke(main, ["run", str(tmp / "m.ert"), "--input", f"x={tmp / 'vol.npy'}", "--output",
                                   str(tmp / "exact.npy"), "--tile", "64x64", "--exact", "--threads", "1"])
     assert result.exit_code == 0, result.output
-    assert "exact, halo 10x10" in result.output
+    assert "exact, halo 6x6" in result.output
     result = runner.invoke(main, ["run", str(tmp / "m.ert"), "--input", f"x={tmp / 'vol.npy'}", "--output",
                                   str(tmp / "whole.npz"), "--threads", "1"])
     assert result.exit_code == 0 and "tiling" not in result.output, result.output

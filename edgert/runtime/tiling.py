@@ -119,6 +119,16 @@ def _conv_like(op: str) -> bool:
     return op.startswith("Conv") and "Transpose" not in op
 
 
+def _one_sided(k, d, pads, axis, rank):
+    """How far one output voxel reaches on either side of its own position (o * stride): taps run
+    from -pad_begin to (k-1)*d - pad_begin; without pads, the whole span."""
+    span = (k - 1) * d
+    if not pads or len(pads) != 2 * rank:
+        return span
+    begin, end = pads[axis], pads[rank + axis]
+    return max(begin, span - begin, end, span - end)
+
+
 def _spatial(values, rank, default=1):
     values = list(values or [])
     return list(values[-rank:]) if len(values) >= rank else [default] * rank
@@ -170,7 +180,7 @@ def network_geometry(graph, input_name: str, rank: int, why: list | None = None)
             s = _spatial(attrs.get("strides"), rank)
             d = _spatial(attrs.get("dilations"), rank)
             k = kernel or [1] * rank
-            r = [r[a] + (k[a] - 1) * d[a] * f[a] for a in range(rank)]
+            r = [r[a] + _one_sided(k[a], d[a], attrs.get("pads"), a, rank) * f[a] for a in range(rank)]
             f = [f[a] * s[a] for a in range(rank)]
         else:  # mixes all positions (normalisation, global pool, reduction) or unknown here
             r = [math.inf] * rank
