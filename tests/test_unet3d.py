@@ -180,3 +180,15 @@ def test_coupling_add_custom_domain_op():
     assert_close(got, want, what="CouplingAdd custom op")
     assert_close(got, run_reference(g, {"x": x})["y"], what="vs reference")
     assert any(n["op"] == "CouplingAdd" and n.get("in_place_bytes") for n in sess.describe()["nodes"])
+
+
+def test_brats_config_matches_onnxruntime_on_a_small_volume():
+    """The BraTS-size architecture (base 16, 4 levels, 2 blocks) on a 16x32x32 volume."""
+    model = build_unet3d(**CONFIGS["brats"])
+    x = np.random.default_rng(5).standard_normal((1, 4, 16, 32, 32)).astype(np.float32)
+    from converters.convert import convert_graph
+    graph, _ = convert_graph(model, input_shapes={INPUT: x.shape})
+    got = Session(graph, threads=1).run({INPUT: x})[OUTPUT]
+    want = ort_run(model, {INPUT: x})[OUTPUT]
+    err = float(np.max(np.abs(got.astype(np.float64) - want)) / np.max(np.abs(want)))
+    assert err <= 1e-4, f"relative error {err:.3g}"

@@ -35,6 +35,9 @@ CONFIGS = {
     "brats": {"base": 16, "levels": 4, "blocks": 2, "expansion": 4, "classes": 4, "shape": (1, 4, 160, 240, 240)},
 }
 OPSET = 13
+# He initialisation assumes a ReLU after the layer; layers without one get the variance-preserving
+# 1/fan_in instead, so activations (and the logits) of the random network stay O(1) at any depth.
+LINEAR = float(np.sqrt(0.5))
 INPUT, OUTPUT = "volume", "probabilities"
 
 
@@ -99,16 +102,16 @@ def build_unet3d(base=8, levels=3, blocks=1, expansion=4, classes=3, seed=0, in_
         if level < levels - 1:
             skips.append(h)
             h = w.node("MaxPool", [h], kernel_shape=[2, 2, 2], strides=[2, 2, 2])
-            h = w.conv(h, c, widths[level + 1])
+            h = w.conv(h, c, widths[level + 1], gain=LINEAR)
     for level in range(levels - 2, -1, -1):
         c = widths[level]
-        up_w = w.rng.standard_normal((2 * c, c, 2, 2, 2)) * np.sqrt(2.0 / (2 * c))
+        up_w = w.rng.standard_normal((2 * c, c, 2, 2, 2)) * np.sqrt(1.0 / (2 * c))
         h = w.node("ConvTranspose", [h, w.const("wt", up_w.astype(np.float32)),
                                      w.const("bt", np.zeros(c, np.float32))], kernel_shape=[2, 2, 2], strides=[2, 2, 2])
-        h = w.conv(w.node("Concat", [h, skips[level]], axis=1), 2 * c, c)
+        h = w.conv(w.node("Concat", [h, skips[level]], axis=1), 2 * c, c, gain=LINEAR)
         for _ in range(blocks):
             h = w.reversible(h, c, expansion)
-    logits = w.conv(h, base, classes)
+    logits = w.conv(h, base, classes, gain=0.15)
     w.nodes.append(helper.make_node("Softmax", [logits], [OUTPUT], name="softmax", axis=1))
     graph = helper.make_graph(
         w.nodes, "reversible_mbconv_unet3d",
