@@ -251,6 +251,8 @@ def inspect(model, as_json, threads, board, memory_budget):
     if fit["budget_bytes"] is not None:
         click.echo(f"budget{' (' + info['board'] + ')' if info['board'] else ''}: needs {_fmt_bytes(fit['need_bytes'])}"
                    f" of {_fmt_bytes(fit['budget_bytes'])}: fits")
+    if info.get("blas"):
+        click.echo(f"threads: {info['blas']}")
 
 
 @main.command()

@@ -102,3 +102,34 @@ def test_openmp_wait_defaults_are_set_before_libgomp_loads_and_user_values_win(u
     code = "import os, edgert.kernels._jit as j; print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert tuple(out.stdout.split()) == expect
+
+
+def test_blas_fallbacks_are_held_to_the_session_threads():
+    """A MatMul of two computed operands runs through numpy (BLAS): during runs BLAS gets the
+    session's thread count, not one thread per CPU."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from converters.builder import GraphBuilder
+    b = GraphBuilder()
+    b.add_input("a", (2, 1, 3, 64, 64))  # batch dims that do not flatten into two levels: numpy
+    b.add_input("c", (1, 4, 1, 64, 64))
+    b.add_node("MatMul", ["a", "c"], ["y"], name="mm")
+    b.add_output("y")
+    from edgert.runtime.session import Session
+    sess = Session(b.finish(), threads=1)
+    kernels = {p.prepared.kernel for p in sess.nodes if p.prepared}
+    if "np_matmul" not in kernels:
+        pytest.skip(f"MatMul took {kernels}, not the numpy fallback")
+    assert "held to 1 thread" in sess.describe()["blas"]
+    seen = []
+    real = sess.steps[0][0]
+
+    def spy(*args):
+        seen.append([i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"])
+        return real(*args)
+
+    sess.steps[0] = (spy, sess.steps[0][1])
+    rng = np.random.default_rng(0)
+    a, c = rng.standard_normal((2, 1, 3, 64, 64), np.float32), rng.standard_normal((1, 4, 1, 64, 64), np.float32)
+    out = sess.run({"a": a, "c": c})["y"]
+    np.testing.assert_allclose(out, a @ c, rtol=1e-5, atol=1e-4)
+    assert seen and seen[0] and all(n == 1 for n in seen[0])  # numpy's BLAS is loaded and held to 1

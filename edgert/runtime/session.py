@@ -23,6 +23,7 @@ from .planner import ALIGN
 # Numba's 'workqueue' threading layer aborts if two threads launch parallel kernels at once; without
 # a thread-safe layer every session's run takes this lock (runs of one session always serialise).
 _PROCESS_LOCK = threading.Lock()
+from .blas import blas_guard
 from .prepare import prepare_graph, summarize
 from .resources import check_budget, resolve_resources
 
@@ -58,6 +59,8 @@ class Session:
         self._base = (-self._arena.ctypes.data) % ALIGN
         self._views = {}
         self.steps = self._bind()
+        self._blas_limit, self.blas_note = blas_guard(
+            [p.prepared.kernel for p in self.nodes if p.prepared is not None], self.threads)
         self.prepare_seconds = time.perf_counter() - t0
         self._lock = threading.Lock() if CONCURRENT_LAUNCH_SAFE else _PROCESS_LOCK
         self.inputs = [TensorSpec(n, tuple(graph.tensors[n].shape), DTYPES[graph.tensors[n].dtype].newbyteorder("="))
@@ -127,7 +130,7 @@ class Session:
         bad = [n for n in names if n not in self.graph.tensors]
         if bad:
             raise InputError(f"unknown output name(s) {bad}", file=self.path)
-        with self._lock:
+        with self._lock, self._blas_limit():
             self._set_threads()
             self._feed(feeds)
             for fn, args in self.steps:
@@ -188,6 +191,7 @@ class Session:
             "weight_bytes": int(weights),
             "packed_bytes": int(sum(p.prepared.persistent_bytes for p in self.nodes if p.prepared)),
             "memory": summarize(self.plan),
+            "blas": self.blas_note,
             "metadata": self.graph.metadata,
         }
 
