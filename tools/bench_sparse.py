@@ -73,7 +73,9 @@ def markdown(zoo_rows, real_rows, command) -> str:
              f"Machine: {_cpu_name()}; date {time.strftime('%Y-%m-%d')}. Weights pruned per layer by magnitude "
              "without fine-tuning (speed only). onnxruntime and LiteRT run the same pruned weights dense. "
              "sparse layers = SparseConv1x1 nodes the cost model ran on the CSR kernel / all of them. "
-             "edgert dense = the same .ert with `--sparse off`.", "",
+             "edgert dense = the same .ert with `--sparse off`. foreign cores = CPU time other processes used while "
+             "timing, in cores: above ~0.3 the absolute times are noisy (the ratios less so: engines are "
+             "interleaved).", "",
              "| model | threads | file MB | sparse layers | edgert ms | edgert dense ms | ORT ms | edgert / ORT "
              "| LiteRT ms | edgert / LiteRT | rel. error vs ORT | foreign cores |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
