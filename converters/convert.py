@@ -15,7 +15,8 @@ import edgert
 from edgert.errors import ConversionError
 from edgert.ir.format import write_ert
 
-from .passes import run_passes
+from .passes import PASSES, run_passes, sparsify
+from .passes.sparsify import sparsify_at
 
 
 @dataclass
@@ -60,7 +61,7 @@ def source_format(src) -> str:
     return "tflite" if head[4:8] == b"TFL3" else "onnx"
 
 
-def convert_graph(src, input_shapes=None, fp16=False, progress=None):
+def convert_graph(src, input_shapes=None, fp16=False, progress=None, sparse_threshold=None):
     """Build and optimise the IR graph of ``src`` (a path, or an onnx.ModelProto). Returns (graph, report)."""
     t0 = time.perf_counter()
     if hasattr(src, "graph") and hasattr(src, "opset_import"):
@@ -73,7 +74,7 @@ def convert_graph(src, input_shapes=None, fp16=False, progress=None):
         if fmt == "tflite":
             graph = _tflite_graph(src, input_shapes, fp16, progress)
             info = {"source_nodes": len(graph.nodes)}
-            return _finish(graph, info, fmt, name, fp16, progress, t0)
+            return _finish(graph, info, fmt, name, fp16, progress, t0, sparse_threshold)
         from .onnx import load_onnx, onnx_to_graph
         if progress:
             progress("load", 0, 1)
@@ -81,7 +82,7 @@ def convert_graph(src, input_shapes=None, fp16=False, progress=None):
         if progress:
             progress("load", 1, 1)
         graph, info = onnx_to_graph(model, input_shapes, fp16, progress, file=src)
-    return _finish(graph, info, fmt, name, fp16, progress, t0)
+    return _finish(graph, info, fmt, name, fp16, progress, t0, sparse_threshold)
 
 
 def _tflite_graph(src, input_shapes, fp16, progress):
@@ -93,9 +94,11 @@ def _tflite_graph(src, input_shapes, fp16, progress):
     return convert_tflite(src, input_shapes=input_shapes, fp16=fp16, progress=progress)
 
 
-def _finish(graph, info, fmt, name, fp16, progress, t0):
+def _finish(graph, info, fmt, name, fp16, progress, t0, sparse_threshold=None):
     """Shared tail of every frontend: graph passes and the report."""
-    counts = run_passes(graph, progress, file=name)
+    passes = PASSES if sparse_threshold is None else tuple(
+        sparsify_at(sparse_threshold) if p is sparsify else p for p in PASSES)
+    counts = run_passes(graph, progress, file=name, passes=passes)
     report = ConversionReport(
         source=name or graph.metadata.get("source", "model"), source_format=fmt, source_nodes=info["source_nodes"],
         nodes=len(graph.nodes), ops=dict(Counter(n.op for n in graph.nodes)),
@@ -107,7 +110,7 @@ def _finish(graph, info, fmt, name, fp16, progress, t0):
     return graph, report
 
 
-def convert(src, dst, input_shapes=None, fp16=False, progress=None) -> ConversionReport:
+def convert(src, dst, input_shapes=None, fp16=False, progress=None, sparse_threshold=None) -> ConversionReport:
     """Convert ``src`` (.onnx) to the .ert file ``dst``.
 
     Parameters
@@ -118,9 +121,12 @@ def convert(src, dst, input_shapes=None, fp16=False, progress=None) -> Conversio
         Store float weights in half precision (computation stays f32).
     progress : callable, optional
         ``progress(stage, done, total)``, called per node and per pass.
+    sparse_threshold : float, optional
+        Fraction of zero weights from which a 1x1 conv / FC layer is stored sparse (default 0.5;
+        above 1: never). Which kernel runs is still the board's cost model's choice.
     """
     t0 = time.perf_counter()
-    graph, report = convert_graph(src, input_shapes, fp16, progress)
+    graph, report = convert_graph(src, input_shapes, fp16, progress, sparse_threshold)
     if progress:
         progress("write", 0, 1)
     try:

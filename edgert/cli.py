@@ -66,7 +66,9 @@ def parse_assignments(values, what):
 @click.option("--input-shape", multiple=True, metavar="NAME=DIMS", help="Fix an input's shape, e.g. input=1x3x224x224.")
 @click.option("--fp16", is_flag=True, help="Store float weights in half precision (computed in fp32).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def convert(src, dst, input_shape, fp16, quiet):
+@click.option("--sparse-threshold", type=float, default=None, metavar="FRACTION",
+              help="Store 1x1 conv/FC weights sparse from this fraction of zeros (default 0.5; above 1: never).")
+def convert(src, dst, input_shape, fp16, quiet, sparse_threshold):
     """Convert an ONNX or TFLite model to an .ert file."""
     try:
         from converters.convert import convert as run_convert
@@ -76,7 +78,8 @@ def convert(src, dst, input_shape, fp16, quiet):
     shapes = {k: parse_dims(v) for k, v in parse_assignments(input_shape, "--input-shape").items()}
     t0 = time.perf_counter()
     with _Progress(enabled=not quiet) as progress:
-        report = run_convert(src, dst, input_shapes=shapes, fp16=fp16, progress=progress)
+        report = run_convert(src, dst, input_shapes=shapes, fp16=fp16, progress=progress,
+                             sparse_threshold=sparse_threshold)
     click.echo(f"wrote {dst}: {report.summary()} in {time.perf_counter() - t0:.2f} s")
 
 

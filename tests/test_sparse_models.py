@@ -147,3 +147,13 @@ def test_real_sparse_tflite_models_sparse_equals_dense_and_litert(mediapipe_mode
     theirs = run_litert(path, feeds)
     for k, ref in theirs.items():
         assert_close(a[k], ref, rtol=1e-4, atol=1e-4, what=f"{k} vs LiteRT")
+
+
+def test_sparse_threshold_option(small_mobilenet, tmp_path):
+    """90%-sparse layers stay dense below a 0.95 threshold; the CLI's --sparse-threshold reaches the pass."""
+    report = convert(small_mobilenet / "p90.onnx", tmp_path / "t95.ert", sparse_threshold=0.95)
+    assert "SparseConv1x1" not in report.ops and report.passes["sparsify"] == 0
+    r = CliRunner().invoke(main, ["convert", str(small_mobilenet / "p90.onnx"), "-o", str(tmp_path / "t.ert"),
+                                  "--quiet", "--sparse-threshold", "0.3"])
+    assert r.exit_code == 0, r.output
+    assert "SparseConv1x1" in r.output

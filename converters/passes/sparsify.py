@@ -92,6 +92,13 @@ def sparsify(graph, threshold: float | None = None) -> int:
     return rewritten
 
 
+def sparsify_at(threshold: float):
+    """The sparsify pass with another storage threshold (``edgert convert --sparse-threshold``)."""
+    def sparsify(graph) -> int:  # same name: run_passes reports rewrites per pass name
+        return globals()["sparsify"](graph, threshold)
+    return sparsify
+
+
 def fuse_residual(graph) -> int:
     """SparseConv1x1 (no activation yet) whose output only feeds a same-shape Add: the Add's other
     operand becomes the node's residual input and the Add's activation its own, so the residual is
