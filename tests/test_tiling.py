@@ -100,7 +100,7 @@ def monai_starts(n, r, overlap):
     """dense_patch_slices along one axis, with _get_scan_interval's interval."""
     interval = r if r == n else max(int(r * (1 - overlap)), 1)
     count = 1
-    for d in range(int(math.ceil(n / interval))):
+    for d in range(math.ceil(n / interval)):
         if d * interval + r >= n:
             count = d + 1
             break
@@ -173,7 +173,7 @@ def unet2d():
 @pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
 @pytest.mark.parametrize("blend", ["gaussian", "constant"])
 def test_tiled_equals_independent_sliding_window_2d(unet2d, overlap, blend):
-    model, graph, predict = unet2d
+    _, graph, predict = unet2d
     x = np.random.default_rng(1).uniform(-1, 1, (1, 2, 75, 61)).astype(np.float32)
     plan, outs = T.tiled_run(graph, x, tile=(32, 24), overlap=overlap, blend=blend, threads=1)
     assert plan.roi == (32, 24) and len(plan.starts) > 4
@@ -181,7 +181,7 @@ def test_tiled_equals_independent_sliding_window_2d(unet2d, overlap, blend):
 
 
 def test_volume_off_the_stride_grid_is_padded_as_monai_does(unet2d):
-    model, graph, predict = unet2d
+    _, graph, predict = unet2d
     x = np.random.default_rng(2).uniform(-1, 1, (2, 2, 19, 70)).astype(np.float32)  # batch of 2, H < window
     plan, outs = T.tiled_run(graph, x, tile="20x32", overlap=0.25, blend="gaussian", threads=1)
     assert plan.pad == [(0, 1), (0, 0)] and outs["y"].shape == (2, 3, 19, 70)
@@ -194,10 +194,7 @@ def test_volume_off_the_stride_grid_is_padded_as_monai_does(unet2d):
 
 def test_tiled_equals_independent_sliding_window_3d():
     model = unet(3, up="transpose", channels=4, width=4)
-    try:
-        graph = edgert_graph(model, (16, 16, 16))
-    except Exception as exc:  # 3-D ops come from a parallel part of the project
-        pytest.skip(f"3-D convs are not converted here yet: {exc}")
+    graph = edgert_graph(model, (16, 16, 16))
     x = np.random.default_rng(3).uniform(-1, 1, (1, 4, 30, 27, 20)).astype(np.float32)
     plan, outs = T.tiled_run(graph, x, tile=(16, 16, 16), overlap=0.25, blend="gaussian", threads=1)
     assert len(plan.starts) == 3 * 2 * 2
@@ -396,10 +393,9 @@ def test_cli_tiles_when_the_whole_volume_plan_is_over_budget(cli_files, unet2d):
     assert_relative(got, sliding_window_oracle(predict, x, plan_roi, 0.25, "gaussian"))
 
 
-def test_cli_tile_options_and_untiled_run_at_the_files_shape(cli_files, unet2d):
+def test_cli_tile_options_and_untiled_run_at_the_files_shape(cli_files):
     from edgert.cli import main
-    tmp, x = cli_files
-    _, graph, predict = unet2d
+    tmp, _ = cli_files
     runner = CliRunner()
     result = runner.invoke(main, ["run", str(tmp / "m.ert"), "--input", f"x={tmp / 'vol.npy'}", "--output",
                                   str(tmp / "exact.npy"), "--tile", "64x64", "--exact", "--threads", "1"])

@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgert.boards import format_bytes  # noqa: E402
-from edgert.runtime import tiling as T  # noqa: E402
+from edgert.boards import format_bytes
+from edgert.runtime import tiling as T
 
 MIB = 1 << 20
 
@@ -44,7 +44,7 @@ def smooth_volume(shape, seed=0):
     """A smooth synthetic multi-channel volume (sums of random low-frequency waves plus a little
     noise): closer to an MRI than white noise, so thresholded masks have extended regions."""
     rng = np.random.default_rng(seed)
-    N, C, *spatial = shape
+    _, C, *spatial = shape
     out = np.lib.format.open_memmap(str(shape_path(shape, seed)), mode="w+", dtype=np.float32, shape=tuple(shape))
     grids = [np.linspace(0, 1, n, dtype=np.float32) for n in spatial]
     waves = [(rng.uniform(1, 4, 3), rng.uniform(0, 2 * np.pi, 3), rng.uniform(0.5, 1.0)) for _ in range(C * 4)]
@@ -119,7 +119,7 @@ def accuracy(work, threads, volume_shape, roi, model="brats"):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    predict = lambda w: sess.run(None, {"volume": w})[0]  # noqa: E731
+    predict = lambda w: sess.run(None, {"volume": w})[0]
     win = Session(with_input_shapes(graph, {"volume": (1, 4, *roi)}), threads=threads)
     ours = []
     for _ in range(3):
@@ -212,7 +212,7 @@ def build(work, config, shape):
 def peak_rss(cmd):
     """Run ``cmd`` under /usr/bin/time -v; returns (peak RSS bytes, seconds, stdout)."""
     t0 = time.perf_counter()
-    res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - t0
     if res.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr[-3000:]}")
