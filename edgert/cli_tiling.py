@@ -82,7 +82,7 @@ def run_tiled(model, volume, output, threads, board, memory_budget, tile, overla
         for name, value in outs.items():
             click.echo(f"{name}: shape {list(value.shape)} {value.dtype}  min {value.min():.6g}  max {value.max():.6g}"
                        f"  mean {value.mean():.6g}")
-    click.echo(f"tiled run: {len(plan.starts)} windows in {seconds:.2f} s (includes kernel compilation on a cold cache)")
+    click.echo(f"tiled run: {len(plan.starts)} windows in {seconds:.2f} s (kernel compilation included if the cache was cold)")
     if output:
         click.echo(f"wrote {output}")
 
