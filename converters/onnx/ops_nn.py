@@ -226,11 +226,16 @@ def _pool(ctx, ir_op):
         ctx.emit(ir_op, [ctx.tensor(x)], [ctx.out(0)], attrs)
 
 
-def MaxPool(ctx, node):
+def check_maxpool_outputs(ctx):
+    """What edgert's MaxPool (2-D and 3-D) does not produce: column-major indices, or any indices in use."""
     if ctx.attr("storage_order", 0) != 0:
         raise Unsupported("MaxPool with storage_order=1")
     if ctx.out(1) and (ctx.uses.get(ctx.out(1)) or ctx.out(1) in ctx.graph_outputs):
         raise Unsupported("MaxPool's Indices output")
+
+
+def MaxPool(ctx, node):
+    check_maxpool_outputs(ctx)
     _pool(ctx, "MaxPool")
 
 

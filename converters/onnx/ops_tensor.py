@@ -272,11 +272,9 @@ def Upsample(ctx, node):
     _legacy_resize(ctx, ctx.inp(0), np.asarray(scales).reshape(-1), ctx.attr("mode", "nearest"))
 
 
-def Resize(ctx, node):
-    x = ctx.inp(0)
-    if ctx.opset < 11:
-        _legacy_resize(ctx, x, ctx.const(ctx.inp(1), "scales").reshape(-1), ctx.attr("mode", "nearest"))
-        return
+def resize_attrs(ctx, x) -> dict:
+    """IR attributes of an opset-11+ Resize of ``x`` (any rank): mode, coordinate transform, nearest
+    rounding, and full-rank scales or sizes; shared by the 2-D and the 3-D (volume) builders."""
     shape = ctx.shape(x)
     rank = len(shape)
     mode = ctx.attr("mode", "nearest")
@@ -300,21 +298,22 @@ def Resize(ctx, node):
     attrs = {"mode": mode, "coordinate_transformation_mode": ctm}
     if mode == "nearest":
         attrs["nearest_mode"] = ctx.attr("nearest_mode", "round_prefer_floor")
-    if scales is not None:
-        full = [1.0] * rank
-        for a, s in zip(axes, scales):
-            full[a] = s
-        attrs["scales"] = full
-        shrinks = any(s < 1 for s in full)
-    else:
-        full = list(shape)
-        for a, s in zip(axes, sizes):
-            full[a] = s
-        attrs["sizes"] = full
-        shrinks = any(o < n for o, n in zip(full, shape))
+    full = [1.0] * rank if scales is not None else list(shape)
+    for a, s in zip(axes, given):
+        full[a] = s
+    attrs["scales" if scales is not None else "sizes"] = full
+    shrinks = any(s < 1 for s in full) if scales is not None else any(o < n for o, n in zip(full, shape))
     if ctx.attr("antialias", 0) and shrinks and mode != "nearest":
         raise Unsupported("antialiased downscaling")
-    ctx.emit("Resize", [ctx.tensor(x)], [ctx.out(0)], attrs)
+    return attrs
+
+
+def Resize(ctx, node):
+    x = ctx.inp(0)
+    if ctx.opset < 11:
+        _legacy_resize(ctx, x, ctx.const(ctx.inp(1), "scales").reshape(-1), ctx.attr("mode", "nearest"))
+        return
+    ctx.emit("Resize", [ctx.tensor(x)], [ctx.out(0)], resize_attrs(ctx, x))
 
 
 BUILDERS = (Reshape, Flatten, Squeeze, Unsqueeze, Transpose, SpaceToDepth, DepthToSpace, Concat, Split, Slice,

@@ -12,7 +12,8 @@ import functools
 import numpy as np
 
 from .context import Unsupported
-from .ops_nn import spatial_attrs
+from .ops_nn import check_maxpool_outputs, spatial_attrs
+from .ops_tensor import resize_attrs
 
 
 def _conv_attrs(ctx, x, w):
@@ -73,10 +74,7 @@ def _pool3d(ctx, ir_op):
 
 
 def maxpool3d(ctx, node):
-    if ctx.attr("storage_order", 0) != 0:
-        raise Unsupported("MaxPool with storage_order=1")
-    if ctx.out(1) and (ctx.uses.get(ctx.out(1)) or ctx.out(1) in ctx.graph_outputs):
-        raise Unsupported("MaxPool's Indices output")
+    check_maxpool_outputs(ctx)
     _pool3d(ctx, "MaxPool3D")
 
 
@@ -86,39 +84,10 @@ def averagepool3d(ctx, node):
 
 def resize3d(ctx, node):
     """Opset 11+ Resize of a 5-D input: the same attributes as the 2-D builder, over D, H and W."""
-    x = ctx.inp(0)
-    shape = ctx.shape(x)
     if ctx.opset < 11:
         raise Unsupported("Upsample/opset-10 Resize of a 5-d input")
-    mode = ctx.attr("mode", "nearest")
-    ctm = ctx.attr("coordinate_transformation_mode", "half_pixel")
-    if mode not in ("nearest", "linear"):
-        raise Unsupported(f"Resize mode {mode!r}")
-    if ctm not in ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn"):
-        raise Unsupported(f"coordinate_transformation_mode {ctm!r}")
-    if ctx.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise Unsupported(f"keep_aspect_ratio_policy {ctx.attr('keep_aspect_ratio_policy')!r}")
-    axes = [a % 5 for a in ctx.attr("axes", list(range(5)))]
-    scales = ctx.optional_const(2, "scales")
-    sizes = ctx.optional_const(3, "sizes")
-    scales = None if scales is None or scales.size == 0 else [float(s) for s in scales.reshape(-1)]
-    sizes = None if sizes is None or sizes.size == 0 else [int(s) for s in sizes.reshape(-1)]
-    if (scales is None) == (sizes is None):
-        ctx.fail("Resize needs exactly one of scales and sizes")
-    given = scales if scales is not None else sizes
-    if len(given) != len(axes):
-        ctx.fail(f"{'scales' if scales else 'sizes'} {given} do not match axes {axes}")
-    attrs = {"mode": mode, "coordinate_transformation_mode": ctm}
-    if mode == "nearest":
-        attrs["nearest_mode"] = ctx.attr("nearest_mode", "round_prefer_floor")
-    full = [1.0] * 5 if scales is not None else list(shape)
-    for a, s in zip(axes, given):
-        full[a] = s
-    attrs["scales" if scales is not None else "sizes"] = full
-    shrinks = any(s < 1 for s in full) if scales is not None else any(o < n for o, n in zip(full, shape))
-    if ctx.attr("antialias", 0) and shrinks and mode != "nearest":
-        raise Unsupported("antialiased downscaling")
-    ctx.emit("Resize3D", [ctx.tensor(x)], [ctx.out(0)], attrs)
+    x = ctx.inp(0)
+    ctx.emit("Resize3D", [ctx.tensor(x)], [ctx.out(0)], resize_attrs(ctx, x))
 
 
 # --- normalisation ---------------------------------------------------------------------------------
