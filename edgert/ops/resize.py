@@ -23,7 +23,7 @@ NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
 def resolve_scales_sizes(attrs, in_shape):
-    """(scales, sizes) as lists of 4, filling in whichever one the attributes leave empty."""
+    """(scales, sizes) over every dim (2-D Resize and Resize3D), filling in whichever one the attributes leave empty."""
     scales, sizes = list(attrs["scales"]), list(attrs["sizes"])
     if not sizes:
         sizes = [math.floor(s * n) for s, n in zip(scales, in_shape)]

@@ -23,7 +23,8 @@ from .common import ACT_ATTRS, check_activation, flat
 from .conv import _weights, conv_output_size, writable
 from .pool import pool_output_size
 from .registry import REGISTRY, OpDef, Prepared, register
-from .resize import COORDINATE_MODES, MODES, NEAREST_MODES, linear_taps, nearest_indices, source_coordinates
+from .resize import (COORDINATE_MODES, MODES, NEAREST_MODES, linear_taps, nearest_indices, resolve_scales_sizes,
+                     source_coordinates)
 from .shape import choice_attr, int_attr, int_list
 
 PARALLEL_MIN_MACS = 1_000_000
@@ -334,16 +335,6 @@ class AveragePool3D(_Pool3D):
              "count_include_pad": 0}
 
 
-def _resize_plan(attrs, in_shape):
-    """(scales, sizes) over all 5 dims, from whichever the attributes give."""
-    scales, sizes = list(attrs["scales"]), list(attrs["sizes"])
-    if not sizes:
-        sizes = [math.floor(s * n) for s, n in zip(scales, in_shape)]
-    if not scales:
-        scales = [o / n for o, n in zip(sizes, in_shape)]
-    return [float(s) for s in scales], [int(o) for o in sizes]
-
-
 def _axis_table(attrs, n_out, n_in, scale):
     """(i0, i1, weight) of one axis; nearest is i0 == i1 with weight 0."""
     coords = source_coordinates(n_out, n_in, scale, attrs["coordinate_transformation_mode"])
@@ -375,7 +366,7 @@ class Resize3D(OpDef):
         sizes = int_list(self, node, attrs, "sizes", minimum=1)
         if len(sizes) not in (0, 5) or not (scales or sizes):
             raise self.error(node, f"needs 'scales' or 'sizes' of 5 values, got scales={scales!r} sizes={sizes!r}")
-        scales, sizes = _resize_plan(attrs, ins[0].shape)
+        scales, sizes = resolve_scales_sizes(attrs, ins[0].shape)
         if scales[:2] != [1.0, 1.0] or sizes[:2] != list(ins[0].shape[:2]):
             raise self.error(node, f"resizes only D, H and W (scales {scales}, sizes {sizes})")
         if min(sizes) < 1:
@@ -383,7 +374,7 @@ class Resize3D(OpDef):
         return [(tuple(sizes), "f32")]
 
     def reference(self, attrs, x):
-        scales, sizes = _resize_plan(attrs, x.shape)
+        scales, sizes = resolve_scales_sizes(attrs, x.shape)
         v = x.astype(np.float64)
         for axis in (2, 3, 4):
             coords = source_coordinates(sizes[axis], x.shape[axis], scales[axis], attrs["coordinate_transformation_mode"])
@@ -397,7 +388,7 @@ class Resize3D(OpDef):
 
     def prepare(self, node, attrs, ins, outs, ctx):
         N, C, D, H, W = ins[0].shape
-        scales, sizes = _resize_plan(attrs, ins[0].shape)
+        scales, sizes = resolve_scales_sizes(attrs, ins[0].shape)
         tables = [_axis_table(attrs, sizes[a], ins[0].shape[a], scales[a]) for a in (2, 3, 4)]
         g = np.array([N * C, D, H, W, *sizes[2:]], dtype=np.int64)
         args = tuple(t for table in tables for t in table) + (g,)
