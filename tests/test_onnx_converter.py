@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
+import edgert
 from converters.convert import convert, convert_graph
 from edgert.errors import ConversionError, UnsupportedOpError
 from edgert.ir.format import read_ert
@@ -416,3 +417,50 @@ def test_external_data_is_loaded(tmp_path):
     feeds = random_feeds(reference)
     got = Session(read_ert(tmp_path / "m.ert")).run(feeds)["y0"]
     np.testing.assert_allclose(got, ort_run(reference, feeds)["y0"], rtol=1e-5, atol=1e-5)
+
+
+# --- sparse initializers (SparseTensorProto) --------------------------------------------------------
+def _sparse_fc_model(indices_2d=True, damage=None):
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((16, 24)).astype(np.float32)
+    w[rng.random(w.shape) < 0.8] = 0
+    nz = np.nonzero(w)
+    vals = w[nz]
+    idx = np.stack(nz, axis=1) if indices_2d else np.ravel_multi_index(nz, w.shape)
+    idx = idx.astype(np.int64)
+    if damage == "out_of_range":
+        idx = idx.copy()
+        idx.reshape(-1)[0] = 999
+    if damage == "duplicate":
+        idx = np.concatenate([idx, idx[:1]])
+        vals = np.concatenate([vals, vals[:1]])
+    sparse = helper.make_sparse_tensor(numpy_helper.from_array(vals, "W"), numpy_helper.from_array(idx, "W_idx"),
+                                       list(w.shape))
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="fc")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 24])],
+                              sparse_initializer=[sparse])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), w
+
+
+@pytest.mark.parametrize("indices_2d", [True, False])
+def test_sparse_initializers_are_densified_and_match_onnxruntime(tmp_path, indices_2d):
+    model, w = _sparse_fc_model(indices_2d)
+    onnx.save(model, tmp_path / "m.onnx")
+    convert(tmp_path / "m.onnx", tmp_path / "m.ert")
+    x = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
+    got = edgert.load(tmp_path / "m.ert", threads=1).run({"x": x})["y"]
+    np.testing.assert_allclose(got, x @ w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("damage,checker,ours", [("out_of_range", "out of range", "outside"),
+                                                   ("duplicate", "sorted order", "twice")])
+def test_damaged_sparse_initializers_are_conversion_errors(tmp_path, damage, checker, ours):
+    model, _ = _sparse_fc_model(damage=damage)
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(ConversionError, match=checker) as info:  # onnx's checker sees it first
+        convert(tmp_path / "m.onnx", tmp_path / "m.ert")
+    assert "m.onnx" in str(info.value) and not (tmp_path / "m.ert").exists()
+    from converters.onnx.context import sparse_tensor_value  # and the decoder on its own
+    with pytest.raises(ConversionError, match=ours):
+        sparse_tensor_value(model.graph.sparse_initializer[0])

@@ -231,3 +231,34 @@ def tensor_value(proto) -> np.ndarray:
     except (ValueError, TypeError, KeyError, MemoryError) as exc:
         raise ConversionError(f"initializer '{proto.name}' is damaged: its data do not match its dims "
                               f"{list(proto.dims)} ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def sparse_tensor_value(proto) -> tuple:
+    """(name, dense array) of a SparseTensorProto (COO: ``values`` [NNZ] and ``indices`` [NNZ] linear
+    or [NNZ, rank]); indices are checked against ``dims`` so a damaged file is an error, not a crash."""
+    values = tensor_value(proto.values)
+    name = proto.values.name
+    dims = [int(d) for d in proto.dims]
+    if any(d < 0 for d in dims) or int(np.prod(dims, dtype=np.float64)) > (1 << 31):
+        raise ConversionError(f"sparse initializer '{name}' has implausible dims {dims}")
+    indices = tensor_value(proto.indices) if proto.HasField("indices") else np.zeros((0,), np.int64)
+    values = values.reshape(-1)
+    size = int(np.prod(dims, dtype=np.int64))
+    if indices.dtype.kind not in "iu":
+        raise ConversionError(f"sparse initializer '{name}': indices must be integers, got {indices.dtype}")
+    if indices.ndim == 2 and indices.shape == (len(values), len(dims)):
+        if len(values) and ((indices < 0).any() or (indices >= np.array(dims)).any()):
+            raise ConversionError(f"sparse initializer '{name}': an index lies outside dims {dims}")
+        flat = np.ravel_multi_index(indices.T, dims) if len(values) else np.zeros(0, np.int64)
+    elif indices.ndim == 1 and len(indices) == len(values):
+        flat = indices.astype(np.int64)
+        if len(flat) and (flat.min() < 0 or flat.max() >= size):
+            raise ConversionError(f"sparse initializer '{name}': a linear index lies outside [0, {size})")
+    else:
+        raise ConversionError(f"sparse initializer '{name}': indices {list(indices.shape)} do not match "
+                              f"{len(values)} values of a rank-{len(dims)} tensor")
+    if len(np.unique(flat)) != len(flat):
+        raise ConversionError(f"sparse initializer '{name}' gives a value twice for one position")
+    dense = np.zeros(size, dtype=values.dtype)
+    dense[flat] = values
+    return name, dense.reshape(dims)

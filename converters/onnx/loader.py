@@ -22,7 +22,7 @@ from edgert.errors import ConversionError, EdgertError, UnsupportedOpError
 from edgert.ir.graph import TensorInfo
 
 from ..builder import GraphBuilder
-from .context import ONNX_DTYPES, Context, Unsupported, node_label, tensor_value
+from .context import ONNX_DTYPES, Context, Unsupported, node_label, sparse_tensor_value, tensor_value
 from .ops import OPS
 
 # Never folded even on constant inputs: their result is not a function of the inputs.
@@ -72,7 +72,7 @@ MAX_INPUT_ELEMENTS = 1 << 34
 def fixed_inputs(model, input_shapes, file=None) -> list:
     """[(name, shape, dtype)] of the runtime inputs, every dim static, or a ConversionError saying
     which dims are dynamic and how to fix them."""
-    inits = {i.name for i in model.graph.initializer}
+    inits = {i.name for i in model.graph.initializer} | {i.values.name for i in model.graph.sparse_initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     shapes = dict(input_shapes or {})
     unknown = sorted(set(shapes) - {i.name for i in inputs})
@@ -141,8 +141,15 @@ def onnx_to_graph(model, input_shapes=None, fp16=False, progress=None, file=None
     for vi in fixed_inputs(model, input_shapes, file):
         builder.add_input(*vi)
         ctx.ir[vi[0]] = vi[0]
-    if len(g.sparse_initializer):
-        raise ConversionError("sparse initializers are not supported", file=file)
+    for sparse in g.sparse_initializer:
+        # Densified here; the sparsify pass stores 1x1/FC weights with enough zeros as CSR again.
+        try:
+            ctx.set_const(*sparse_tensor_value(sparse))
+        except Unsupported as exc:
+            raise ConversionError(str(exc), file=file) from None
+        except ConversionError as exc:
+            exc.file = exc.file or (str(file) if file else None)
+            raise
     for init in g.initializer:
         try:
             ctx.set_const(init.name, tensor_value(init))
