@@ -71,6 +71,18 @@ def _check_tensors(opdef, node, ins, bias_len):
             raise opdef.error(node, f"bias must be f32 [{bias_len}], got {b.dtype} {list(b.shape)}")
 
 
+def gemv_prepared(M, rows, K, T, act, weight_of, bias_of, packed, reason) -> Prepared:
+    """``rows`` matrix-vector products y = act(W[M, K] x + bias) (Conv heads, small-batch FC): the
+    serial kernel, or W's rows in chunks of 4 over T threads. ``weight_of``/``bias_of`` map the
+    node's input views to the arrays to pass (a constant, or a graph input)."""
+    chunks = min(4 * T, max(1, M // 4))
+    name = "f32_gemv" + ("_mt" if T > 1 and chunks > 1 else "")
+    extra = (chunks,) if name.endswith("_mt") else ()
+    return Prepared(name, getattr(KV, name),
+                    lambda i, o, s: (weight_of(i), flat(writable(i[0])), bias_of(i), flat(o[0]), rows, K, *act, *extra),
+                    packed=packed, reason=reason)
+
+
 def _weights(ctx, node, ins, index):
     """(array, is_const) for input ``index``: the constant as a writable f32 array (read-only maps are
     copied, so kernels see one array type), or None when the graph computes it."""
@@ -162,15 +174,9 @@ class Conv(OpDef):
         K = Cg * kh * kw
         packed = {"weight": flat(w), "bias": flat(b) if b is not None else np.zeros(M, np.float32)}
         T = _workers(ctx, macs, M // 4)
-        chunks = min(4 * T, max(1, M // 4))
-        name = "f32_gemv" + ("_mt" if T > 1 and chunks > 1 else "")
-        extra = (chunks,) if name.endswith("_mt") else ()
-        act = act_args(attrs)
-        return Prepared(name, getattr(KV, name),
-                        lambda i, o, s: (packed["weight"], flat(writable(i[0])), packed["bias"], flat(o[0]), 1, K,
-                                         *act, *extra),
-                        packed=packed, reason=f"{kh}x{kw} kernel covers the whole input: one matrix-vector product "
-                                              f"W {M}x{K}, {T} thread{'s' if T > 1 else ''}")
+        return gemv_prepared(M, 1, K, T, act_args(attrs), lambda i: packed["weight"], lambda i: packed["bias"],
+                             packed, f"{kh}x{kw} kernel covers the whole input: one matrix-vector product "
+                                     f"W {M}x{K}, {T} thread{'s' if T > 1 else ''}")
 
     def _depthwise(self, node, attrs, ins, outs, ctx, macs):
         (sh, sw), (pt, pl, _, _), (dh, dw), _ = attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"]

@@ -16,10 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import gemm as KG
-from ..kernels import gemv as KV
 from ..kernels.act import act_args, reference_act
 from .common import ACT_ATTRS, broadcast_shape, check_activation, coalesce, flat
-from .conv import _DUMMY, PARALLEL_MIN_MACS, writable
+from .conv import _DUMMY, PARALLEL_MIN_MACS, gemv_prepared, writable
 from .registry import OpDef, Prepared, register
 from .shape import c_strides
 
@@ -78,19 +77,12 @@ class FullyConnected(OpDef):
             packed = {"bias": flat(writable(b)) if b is not None else np.zeros(M, np.float32)}
             if w is not None and ctx.graph.consts[node.inputs[1]].dtype != np.float32:
                 packed["weight"] = weight
-            chunks = min(4 * T, max(1, M // 4))
-            name = "f32_gemv" + ("_mt" if T > 1 and chunks > 1 else "")
-            extra = (chunks,) if name.endswith("_mt") else ()
-
-            def bind(i, o, s):
-                wt = weight if weight is not None else flat(i[1])
-                bias = flat(i[2]) if has_bias and b is None else packed["bias"]
-                return (wt, flat(writable(i[0])), bias, flat(o[0]), N, K, *act, *extra)
-
             why = "small batch" if N <= GEMV_MAX_ROWS else "weights or bias computed by the graph"
-            return Prepared(name, getattr(KV, name), bind, packed=packed,
-                            reason=f"{why}: {N} dot product pass{'es' if N > 1 else ''} over W {M}x{K}, "
-                                   f"{T} thread{'s' if T > 1 else ''}")
+            return gemv_prepared(M, N, K, T, act,
+                                 lambda i: weight if weight is not None else flat(i[1]),
+                                 lambda i: flat(i[2]) if has_bias and b is None else packed["bias"],
+                                 packed, f"{why}: {N} dot product pass{'es' if N > 1 else ''} over W {M}x{K}, "
+                                         f"{T} thread{'s' if T > 1 else ''}")
         T, chunks, pg = KG.work_split(T, 1, N, M, K, packed_b=True)
         npan = -(-M // KG.NR)
         bias = np.zeros(npan * KG.NR, np.float32)
