@@ -27,8 +27,10 @@ def _node_flops(sess, pnode) -> float:
     out = g.tensors[pnode.node.outputs[0]].shape
     if op in ("Conv", "ConvTranspose") and len(pnode.node.inputs) > 1 and pnode.node.inputs[1] in g.consts:
         w = g.consts[pnode.node.inputs[1]].shape
-        per_out = int(np.prod(w[1:])) if op == "Conv" else int(np.prod(w[2:])) * w[0] / max(out[1], 1)
-        return 2.0 * float(np.prod(out)) * per_out
+        if op == "Conv":  # every output element: Cin/g * kh * kw multiply-adds
+            return 2.0 * float(np.prod(out)) * float(np.prod(w[1:]))
+        # ConvTranspose [Cin, Cout/g, kh, kw]: every input element scatters Cout/g * kh * kw of them
+        return 2.0 * float(np.prod(g.tensors[pnode.node.inputs[0]].shape)) * float(np.prod(w[1:]))
     if op in ("FullyConnected", "MatMul"):
         k = g.tensors[pnode.node.inputs[0]].shape[-1]
         return 2.0 * float(np.prod(out)) * k
