@@ -300,11 +300,149 @@ def rows_scratch_floats(OH, OW, K, s, VW=VW) -> int:
     return (OH * s + K) * RS
 
 
+# --- small planes: the whole output plane as one flat grid of vectors -----------------------------
+def grid_layout(OH, OW, K, s, VW=VW):
+    """(Wq, PS, L, size) of the grid path: phase rows of Wq floats, phase planes PS floats apart,
+    L grid outputs (OH rows of Wq, the last Wq - OW of each junk), scratch floats per worker."""
+    Wq = (OW - 1) + K if s == 1 else OW + (K - 1) // 2
+    Hq = OH + K - 1 if s == 1 else OH + (K - 1) // 2 + 1
+    L = OH * Wq
+    Lr = -(-L // (2 * VW)) * 2 * VW  # the compute loop runs two vectors at a time
+    # Each plane: Hq rows, the spill of the last row's vector stores, and what the junk lanes of the
+    # last grid vectors read past the rows (at most K + Lr - L + VW floats).
+    PS = -(-(Hq * Wq + Lr - L + 3 * VW + K) // VW) * VW
+    return Wq, PS, L, s * s * PS + Lr + VW
+
+
 @inline
-def _planes(x, w, bias, out, g, scratch, t, T, direct, code, p, q):
+def _grid_fill(x, xo, g, P, Wq, PS, K, s):
+    """The padded input plane x[xo:] into P: one plane of Hq rows of Wq floats at stride 1; at stride
+    2 four phase planes PS apart, (row parity a, column parity b) at (2a + b) * PS, so every tap
+    reads a contiguous run. Rows are written in order with whole vectors (zero padding from masked
+    loads); each store spills into the next row, which is written after it."""
+    H, W, OH, pt, pl = g[D_H], g[D_W], g[D_OH], g[D_PT], g[D_PL]
+    z = vbroadcast(0.0)
+    Hp = (OH - 1) * s + K
+    for r in range(Hp):
+        ih = r - pt
+        if s == 1:
+            o = r * Wq
+            if ih < 0 or ih >= H:
+                for j in range(0, Wq, VW):
+                    vstore(P, o + j, z)
+            else:
+                for j in range(0, Wq, VW):
+                    vstore(P, o + j, vload_row(x, xo + ih * W, j - pl, W))
+        else:
+            o = (r % 2) * 2 * PS + (r // 2) * Wq
+            if ih < 0 or ih >= H:
+                for j in range(0, Wq, VW):
+                    vstore(P, o + j, z)
+                    vstore(P, o + PS + j, z)
+            else:
+                for j in range(0, Wq, VW):
+                    c = 2 * j - pl
+                    e, d = vdeinterleave(vload_row(x, xo + ih * W, c, W), vload_row(x, xo + ih * W, c + VW, W))
+                    vstore(P, o + j, e)
+                    vstore(P, o + PS + j, d)
+
+
+@inline
+def _g3(P, a, odd, w0, w1, w2, j, s):
+    """One kernel row of a 3-tap kernel at grid offset j: stride 1 reads a+j..a+j+2; stride 2 reads
+    even columns at a (taps 0 and 2) and odd ones at a + odd (tap 1)."""
+    if s == 1:
+        return vfence(vfma(w2, vload(P, a + j + 2), vfma(w1, vload(P, a + j + 1), vmul(w0, vload(P, a + j)))))
+    return vfence(vfma(w2, vload(P, a + j + 1), vfma(w1, vload(P, a + odd + j), vmul(w0, vload(P, a + j)))))
+
+
+@inline
+def _gvec(P, Wq, PS, K, s, w, k, w0, w1, w2, w3, w4, w5, w6, w7, w8, j):
+    """VW grid outputs at offset j: kernel row ki reads phase row parity ki % s, ki // s rows down
+    (stride 1: ki rows down), one fenced partial sum per kernel row."""
+    if K == 3 and s == 1:
+        r0 = _g3(P, 0, 0, w0, w1, w2, j, 1)
+        r1 = _g3(P, Wq, 0, w3, w4, w5, j, 1)
+        r2 = _g3(P, 2 * Wq, 0, w6, w7, w8, j, 1)
+        return vadd(vadd(r0, r1), r2)
+    if K == 3:
+        r0 = _g3(P, 0, PS, w0, w1, w2, j, 2)
+        r1 = _g3(P, 2 * PS, PS, w3, w4, w5, j, 2)
+        r2 = _g3(P, Wq, PS, w6, w7, w8, j, 2)
+        return vadd(vadd(r0, r1), r2)
+    if s == 1:
+        r01 = vadd(_k5s1(P, 0, w, k, j), _k5s1(P, Wq, w, k + 5, j))
+        r23 = vadd(_k5s1(P, 2 * Wq, w, k + 10, j), _k5s1(P, 3 * Wq, w, k + 15, j))
+        return vadd(vadd(r01, r23), _k5s1(P, 4 * Wq, w, k + 20, j))
+    r01 = vadd(_k5s2(P, 0, PS, w, k, j), _k5s2(P, 2 * PS, PS, w, k + 5, j))
+    r23 = vadd(_k5s2(P, Wq, PS, w, k + 10, j), _k5s2(P, 2 * PS + Wq, PS, w, k + 15, j))
+    return vadd(vadd(r01, r23), _k5s2(P, 2 * Wq, PS, w, k + 20, j))
+
+
+@kernel
+def _plane_grid(x, w, bias, out, g, buf, pidx, code, p, q, K, s):
+    """Output plane pidx of a KxK kernel (3 or 5) at stride s (1 or 2) for small planes: the padded
+    input (or its phase planes) is filled, then the OH x Wq output grid is computed as one flat run
+    of vectors (row ends are junk lanes), so a 7-wide row does not leave most of a vector idle as
+    in _plane_rows; then the OW valid outputs of each grid row are stored with the activation."""
+    H, W, OH, OW = g[D_H], g[D_W], g[D_OH], g[D_OW]
+    Wq = (OW - 1) + K if s == 1 else OW + (K - 1) // 2
+    Hq = OH + K - 1 if s == 1 else OH + (K - 1) // 2 + 1
+    L = OH * Wq
+    Lr = (L + 2 * VW - 1) // (2 * VW) * (2 * VW)
+    PS = (Hq * Wq + Lr - L + 3 * VW + K + VW - 1) // VW * VW
+    P = buf[:s * s * PS]
+    t = buf[s * s * PS:s * s * PS + Lr + VW]
+    m = pidx % bias.size
+    _grid_fill(x, (pidx // g[D_MULT]) * H * W, g, P, Wq, PS, K, s)
+    k = m * K * K
+    w0, w1, w2 = vbroadcast_at(w, k), vbroadcast_at(w, k + 1), vbroadcast_at(w, k + 2)
+    w3, w4, w5 = vbroadcast_at(w, k + 3), vbroadcast_at(w, k + 4), vbroadcast_at(w, k + 5)
+    w6, w7, w8 = vbroadcast_at(w, k + 6), vbroadcast_at(w, k + 7), vbroadcast_at(w, k + 8)
+    for j in range(0, Lr, 2 * VW):
+        v0 = _gvec(P, Wq, PS, K, s, w, k, w0, w1, w2, w3, w4, w5, w6, w7, w8, j)
+        v1 = _gvec(P, Wq, PS, K, s, w, k, w0, w1, w2, w3, w4, w5, w6, w7, w8, j + VW)
+        vstore(t, j, v0)
+        vstore(t, j + VW, v1)
+    b = vbroadcast_at(bias, m)
+    lo, hi = -np.inf, np.inf
+    if code == RELU:
+        lo = 0.0
+    elif code == CLIP:
+        lo, hi = p, q
+    # Rows in order with whole vectors: a store past a row's end is overwritten by the next row;
+    # only stores that would pass the plane's end are masked (the next plane may be another worker's).
+    o = pidx * OH * OW
+    n = OH * OW
+    for oh in range(OH):
+        for j in range(0, OW, VW):
+            v = vclamp(vadd(vload(t, oh * Wq + j), b), lo, hi)
+            if oh * OW + j + VW <= n:
+                vstore(out, o + oh * OW + j, v)
+            else:
+                vstore_n(out, o + oh * OW + j, v, min(VW, OW - j))
+    if code > CLIP:
+        for j in range(OH * OW):
+            out[o + j] = apply_act(out[o + j], code, p, q)
+
+
+MODE_GENERIC, MODE_ROWS, MODE_GRID = 0, 1, 2
+
+
+@inline
+def _planes(x, w, bias, out, g, scratch, t, T, mode, code, p, q):
     buf = scratch[t]
     for pidx in range(t, g[D_PLANES], T):
-        if direct:
+        if mode == MODE_GRID:
+            if g[D_KH] == 3 and g[D_SW] == 1:
+                _plane_grid(x, w, bias, out, g, buf, pidx, code, p, q, 3, 1)
+            elif g[D_KH] == 3:
+                _plane_grid(x, w, bias, out, g, buf, pidx, code, p, q, 3, 2)
+            elif g[D_SW] == 1:
+                _plane_grid(x, w, bias, out, g, buf, pidx, code, p, q, 5, 1)
+            else:
+                _plane_grid(x, w, bias, out, g, buf, pidx, code, p, q, 5, 2)
+        elif mode == MODE_ROWS:
             # Literal kernel size and stride: a branch-free compiled version of each.
             if g[D_KH] == 3 and g[D_SW] == 1:
                 _plane_rows(x, w, bias, out, g, buf, pidx, code, p, q, 3, 1)
@@ -321,7 +459,7 @@ def _planes(x, w, bias, out, g, scratch, t, T, direct, code, p, q):
 @kernel
 def f32_dwconv_direct(x, w, bias, out, g, scratch, code, p, q):
     """Depthwise 3x3 or 5x5 at stride 1 or 2 (same on both axes), no dilation, any pads."""
-    _planes(x, w, bias, out, g, scratch, np.int64(0), np.int64(1), True, code, p, q)
+    _planes(x, w, bias, out, g, scratch, np.int64(0), np.int64(1), MODE_ROWS, code, p, q)
 
 
 @kernel(parallel=True)
@@ -329,13 +467,13 @@ def f32_dwconv_direct_mt(x, w, bias, out, g, scratch, code, p, q):
     """``f32_dwconv_direct`` with the planes split over scratch.shape[0] workers."""
     T = scratch.shape[0]
     for t in prange(T):
-        _planes(x, w, bias, out, g, scratch, t, T, True, code, p, q)
+        _planes(x, w, bias, out, g, scratch, t, T, MODE_ROWS, code, p, q)
 
 
 @kernel
 def f32_dwconv_generic(x, w, bias, out, g, scratch, code, p, q):
     """Depthwise with any kernel size, stride, dilation and pads, through phase planes."""
-    _planes(x, w, bias, out, g, scratch, np.int64(0), np.int64(1), False, code, p, q)
+    _planes(x, w, bias, out, g, scratch, np.int64(0), np.int64(1), MODE_GENERIC, code, p, q)
 
 
 @kernel(parallel=True)
@@ -343,4 +481,18 @@ def f32_dwconv_generic_mt(x, w, bias, out, g, scratch, code, p, q):
     """``f32_dwconv_generic`` with the planes split over scratch.shape[0] workers."""
     T = scratch.shape[0]
     for t in prange(T):
-        _planes(x, w, bias, out, g, scratch, t, T, False, code, p, q)
+        _planes(x, w, bias, out, g, scratch, t, T, MODE_GENERIC, code, p, q)
+
+
+@kernel
+def f32_dwconv_grid(x, w, bias, out, g, scratch, code, p, q):
+    """Depthwise 3x3 or 5x5 at stride 1 or 2, no dilation, on small planes (flat output grid)."""
+    _planes(x, w, bias, out, g, scratch, np.int64(0), np.int64(1), MODE_GRID, code, p, q)
+
+
+@kernel(parallel=True)
+def f32_dwconv_grid_mt(x, w, bias, out, g, scratch, code, p, q):
+    """``f32_dwconv_grid`` with the planes split over scratch.shape[0] workers."""
+    T = scratch.shape[0]
+    for t in prange(T):
+        _planes(x, w, bias, out, g, scratch, t, T, MODE_GRID, code, p, q)

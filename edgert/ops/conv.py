@@ -2,8 +2,10 @@
 
 Kernel choice (``prepare``):
 
-* depthwise (group == C > 1, or a single channel in and out): ``f32_dwconv_direct`` for 3x3 and 5x5
-  at stride 1 or 2 without dilation (any pads), ``f32_dwconv_generic`` for everything else;
+* depthwise (group == C > 1, or a single channel in and out), 3x3 and 5x5 at stride 1 or 2 without
+  dilation (any pads): ``f32_dwconv_grid`` (the output plane as one flat run of vectors) at stride 2
+  and for rows narrower than two vectors, else ``f32_dwconv_direct`` (row pairs; see ``dw_grid``);
+  ``f32_dwconv_generic`` for everything else;
 * 1x1, stride 1, no pads: ``f32_gemm_rows``, a GEMM straight on the input planes;
 * small K = C/g*kh*kw (a stem: 3x3 over 3 channels) at stride 1 or 2 with long output rows:
   ``f32_conv_rows``, the GEMM micro-kernel reading padded input rows in place (no gather);
@@ -39,6 +41,15 @@ ROWS_MAX_K = 2304  # direct convolution on rows when K = C/g*kh*kw is at most th
 # and lost from about one half (OW 16: 1.05x, OW 14: 1.2x, OW 8: 1.6x).
 ROWS_MAX_WASTE = 0.4  # ... and at most this fraction of each output row's last panel is padding
 _DUMMY = np.zeros(1, np.float32)  # stands in for an absent bias or an unused operand
+
+
+def dw_grid(OW: int, stride: int, VW: int = KD.VW) -> bool:
+    """Depthwise 3x3/5x5: the flat-grid kernel instead of the row kernel. Measured on AVX-512
+    (tools/bench_kernels.py and a direct comparison of the two kernels): the grid takes 0.53-0.67x
+    the time at stride 2 (7x7 to 56x56 outputs) and 0.7-0.9x at stride 1 on rows narrower than two
+    vectors (6 to 24 wide); from 28 wide on, the row kernel (two output rows share their input rows)
+    is level or faster (1.2-1.5x the grid's time at 48-96)."""
+    return stride == 2 or OW < 2 * VW
 
 
 def writable(a: np.ndarray) -> np.ndarray:
@@ -105,7 +116,8 @@ class Conv(OpDef):
     family = "conv"
     attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, **ACT_ATTRS}
     num_inputs = (2, 3)
-    kernels = ("f32_dwconv_direct", "f32_dwconv_direct_mt", "f32_dwconv_generic", "f32_dwconv_generic_mt",
+    kernels = ("f32_dwconv_direct", "f32_dwconv_direct_mt", "f32_dwconv_grid", "f32_dwconv_grid_mt",
+               "f32_dwconv_generic", "f32_dwconv_generic_mt",
                "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_im2col", "f32_gemm_im2col_mt", "f32_conv_rows",
                "f32_conv_rows_mt", "f32_gemv", "f32_gemv_mt")
 
@@ -192,9 +204,11 @@ class Conv(OpDef):
         if b_const:
             packed["bias"] = flat(b) if b is not None else np.zeros(M, np.float32)
         direct = kh == kw and kh in (3, 5) and sh == sw and sh in (1, 2) and dh == dw == 1
-        base = "f32_dwconv_direct" if direct else "f32_dwconv_generic"
+        grid = direct and dw_grid(OW, sh)
+        base = "f32_dwconv_grid" if grid else ("f32_dwconv_direct" if direct else "f32_dwconv_generic")
         what = f"{kh}x{kw} stride {sh}x{sw}" + (f" dilation {dh}x{dw}" if dh * dw > 1 else "")
-        what += " (padded rows, taps in registers)" if direct else " (through padded phase planes)"
+        what += (" (flat output grid, taps in registers)" if grid else
+                 " (padded rows, taps in registers)" if direct else " (through padded phase planes)")
         T = min(_workers(ctx, macs, N * M), N * M)
         name = base + ("_mt" if T > 1 else "")
         act = act_args(attrs)
@@ -205,7 +219,8 @@ class Conv(OpDef):
             return (flat(writable(i[0])), weight, bias, flat(o[0]), g, s[0], *act)
 
         mult = f", channel multiplier {M // C}" if M != C else ""
-        per_worker = KD.rows_scratch_floats(OH, OW, kh, sh) if direct else KD.scratch_floats(g)
+        per_worker = (KD.grid_layout(OH, OW, kh, sh)[3] if grid else
+                      KD.rows_scratch_floats(OH, OW, kh, sh) if direct else KD.scratch_floats(g))
         return Prepared(name, getattr(KD, name), bind, scratch=[((T, per_worker), "f32")], packed=packed,
                         reason=f"depthwise {what}, {N * M} planes of {OH}x{OW}{mult}, "
                                f"{T} thread{'s' if T > 1 else ''}")

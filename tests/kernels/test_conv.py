@@ -9,7 +9,7 @@ from edgert.kernels.act import CODES
 from edgert.kernels.gemm import MR
 from edgert.kernels.im2col import NR
 from edgert.ops import REGISTRY
-from edgert.ops.conv import ROWS_MAX_K, ROWS_MAX_WASTE, conv_output_size
+from edgert.ops.conv import ROWS_MAX_K, ROWS_MAX_WASTE, conv_output_size, dw_grid
 from tests.helpers import assert_close, onnx_reference, run_both, single_op_graph
 
 ACTS = sorted(CODES)
@@ -25,7 +25,9 @@ def expected_conv_kernel(C, M, kh, kw, strides, pads, dilations, group, OW, w_co
     if group == C and (group > 1 or M == 1):
         direct = kh == kw and kh in (3, 5) and strides[0] == strides[1] and strides[0] in (1, 2) \
             and dilations == [1, 1]
-        return "f32_dwconv_direct" if direct else "f32_dwconv_generic"
+        if direct:
+            return "f32_dwconv_grid" if dw_grid(OW, strides[1]) else "f32_dwconv_direct"
+        return "f32_dwconv_generic"
     if NHW is not None and w_const and group == 1 and NHW == (1, kh, kw) and pads == [0, 0, 0, 0]:
         return "f32_gemv"  # the kernel covers the whole input: a matrix-vector product
     if kh == kw == 1 and strides == [1, 1] and pads == [0, 0, 0, 0]:
@@ -100,14 +102,36 @@ def test_direct_rows_conv_matches_reference(c, m, k, s, d, pads, h, w, act, seed
     assert_close(got[0], want[0], what="Conv")
 
 
+@pytest.mark.arm
+@given(c=st.integers(1, 6), mult=st.sampled_from([1, 1, 2]), k=st.sampled_from([3, 5]), s=st.sampled_from([1, 2]),
+       h=st.integers(1, 40), w=st.integers(1, 40), pads=st.lists(st.integers(0, 4), min_size=4, max_size=4),
+       act=st.sampled_from(ACTS), seed=st.integers(0, 2**31 - 1))
+def test_depthwise_direct_and_grid_match_reference(c, mult, k, s, h, w, pads, act, seed):
+    """3x3/5x5 depthwise at stride 1 and 2 over plane sizes on both sides of the grid/row choice
+    (row tails, planes smaller than a vector, asymmetric pads larger than the kernel's reach)."""
+    pads = [min(p, k - 1) for p in pads]
+    assume(conv_output_size(h, k, s, pads[0], pads[2], 1) >= 1 and conv_output_size(w, k, s, pads[1], pads[3], 1) >= 1)
+    attrs = {"strides": [s, s], "pads": pads, "group": c, **act_attrs(act)}
+    got, want, sess = run_conv("Conv", (1, c, h, w), (c * mult, 1, k, k), attrs, seed)
+    assert sess.describe()["nodes"][0]["kernel"] == ("f32_dwconv_grid" if dw_grid(got[0].shape[3], s)
+                                                      else "f32_dwconv_direct")
+    assert_close(got[0], want[0], what="depthwise")
+
+
 # Every path prepare can choose, explicitly: (x shape, w shape, attrs, kernel).
 PATHS = [
     ((1, 16, 9, 11), (24, 16, 1, 1), {}, "f32_gemm_rows"),
     ((2, 6, 7, 5), (9, 2, 1, 1), {"group": 3}, "f32_gemm_rows"),
-    ((1, 8, 17, 17), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}, "f32_dwconv_direct"),
-    ((1, 8, 17, 16), (8, 1, 3, 3), {"group": 8, "pads": [0, 1, 1, 0], "strides": [2, 2]}, "f32_dwconv_direct"),
-    ((2, 5, 13, 9), (5, 1, 5, 5), {"group": 5, "pads": [2, 2, 2, 2]}, "f32_dwconv_direct"),
-    ((1, 4, 15, 18), (8, 1, 5, 5), {"group": 4, "pads": [1, 2, 2, 1], "strides": [2, 2]}, "f32_dwconv_direct"),
+    # Rows at least two vectors wide (32 on AVX-512) at stride 1: the row kernel on every CPU ...
+    ((1, 8, 17, 40), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}, "f32_dwconv_direct"),
+    ((2, 5, 13, 35), (5, 1, 5, 5), {"group": 5, "pads": [2, 2, 2, 2]}, "f32_dwconv_direct"),
+    # ... stride 2, or rows narrower than two vectors on every CPU (under 8): the flat grid.
+    ((1, 8, 17, 16), (8, 1, 3, 3), {"group": 8, "pads": [0, 1, 1, 0], "strides": [2, 2]}, "f32_dwconv_grid"),
+    ((1, 4, 15, 18), (8, 1, 5, 5), {"group": 4, "pads": [1, 2, 2, 1], "strides": [2, 2]}, "f32_dwconv_grid"),
+    ((1, 3, 40, 45), (3, 1, 5, 5), {"group": 3, "pads": [2, 1, 0, 2], "strides": [2, 2]}, "f32_dwconv_grid"),
+    ((2, 5, 13, 7), (5, 1, 5, 5), {"group": 5, "pads": [2, 2, 2, 2]}, "f32_dwconv_grid"),
+    ((1, 6, 7, 6), (12, 1, 3, 3), {"group": 6, "pads": [1, 0, 2, 1]}, "f32_dwconv_grid"),
+    ((1, 2, 1, 1), (2, 1, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_dwconv_grid"),
     ((1, 4, 12, 12), (4, 1, 3, 3), {"group": 4, "pads": [2, 2, 2, 2], "dilations": [2, 2]}, "f32_dwconv_generic"),
     ((1, 3, 12, 12), (3, 1, 7, 7), {"group": 3, "pads": [3, 3, 3, 3]}, "f32_dwconv_generic"),
     ((1, 3, 12, 12), (3, 1, 3, 3), {"group": 3, "strides": [1, 2]}, "f32_dwconv_generic"),
@@ -140,7 +164,9 @@ def test_every_conv_path(x_shape, w_shape, attrs, kernel, act):
     ((1, 32, 32, 32), (48, 32, 1, 1), {}, "f32_gemm_rows_mt"),
     ((2, 16, 24, 17), (32, 8, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_gemm_im2col_mt"),
     ((1, 3, 128, 128), (16, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, "f32_conv_rows_mt"),
-    ((1, 96, 96, 96), (96, 1, 3, 3), {"group": 96, "pads": [1, 1, 1, 1], "strides": [2, 2]}, "f32_dwconv_direct_mt"),
+    ((1, 96, 96, 96), (96, 1, 3, 3), {"group": 96, "pads": [1, 1, 1, 1], "strides": [2, 2]}, "f32_dwconv_grid_mt"),
+    ((1, 2400, 7, 7), (2400, 1, 3, 3), {"group": 2400, "pads": [1, 1, 1, 1]}, "f32_dwconv_grid_mt"),
+    ((1, 64, 48, 48), (64, 1, 3, 3), {"group": 64, "pads": [1, 1, 1, 1]}, "f32_dwconv_direct_mt"),
     ((1, 64, 48, 48), (64, 1, 3, 3), {"group": 64, "pads": [2, 2, 2, 2], "dilations": [2, 2]},
      "f32_dwconv_generic_mt"),
     ((1, 256, 4, 4), (512, 256, 4, 4), {}, "f32_gemv_mt"),
