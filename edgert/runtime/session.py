@@ -17,7 +17,7 @@ from ..dtypes import DTYPES
 from ..errors import InputError
 from ..ir.format import read_ert
 from ..ir.graph import Graph
-from ..kernels._jit import CONCURRENT_LAUNCH_SAFE
+from ..kernels import _jit
 from .planner import ALIGN
 
 # Numba's 'workqueue' threading layer aborts if two threads launch parallel kernels at once; without
@@ -58,11 +58,11 @@ class Session:
         self._arena = np.zeros(self.plan.arena_bytes + ALIGN, dtype=np.uint8)
         self._base = (-self._arena.ctypes.data) % ALIGN
         self._views = {}
-        self.steps = self._bind()
+        self.steps, self.compiled = _resolve(self._bind())
         self._blas_limit, self.blas_note = blas_guard(
             [p.prepared.kernel for p in self.nodes if p.prepared is not None], self.threads)
         self.prepare_seconds = time.perf_counter() - t0
-        self._lock = threading.Lock() if CONCURRENT_LAUNCH_SAFE else _PROCESS_LOCK
+        self._lock = threading.Lock() if _jit.CONCURRENT_LAUNCH_SAFE else _PROCESS_LOCK
         self.inputs = [TensorSpec(n, tuple(graph.tensors[n].shape), DTYPES[graph.tensors[n].dtype].newbyteorder("="))
                        for n in graph.inputs]
         self.outputs = [TensorSpec(n, tuple(graph.tensors[n].shape), DTYPES[graph.tensors[n].dtype].newbyteorder("="))
@@ -90,6 +90,7 @@ class Session:
         return self._arena[offset:offset + nbytes].view(dt).reshape(shape)
 
     def _bind(self):
+        """[(kernel, argument tuple)] per prepared node, in execution order (kernels as prepare chose them)."""
         steps = []
         for pnode in self.nodes:
             if pnode.prepared is None:
@@ -99,6 +100,10 @@ class Session:
             scratch = [self._scratch(pnode, k) for k in range(len(pnode.prepared.scratch))]
             steps.append((pnode.prepared.fn, pnode.prepared.bind(ins, outs, scratch)))
         return steps
+
+    def kernel_calls(self):
+        """[(kernel, argument tuple)] as prepare chose them, before AOT/JIT resolution (for ``edgert warm``)."""
+        return self._bind()
 
     # --- running ---------------------------------------------------------------------------------
     def _feed(self, feeds) -> None:
@@ -153,6 +158,8 @@ class Session:
         return codes(self, layer)
 
     def _set_threads(self) -> None:
+        if not _jit.jit_enabled():  # only AOT-compiled and numpy code has run: numba is not even loaded
+            return
         import numba
         if numba.get_num_threads() != min(self.threads, numba.config.NUMBA_NUM_THREADS):
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
@@ -160,6 +167,7 @@ class Session:
     # --- what the runtime decided ----------------------------------------------------------------
     def describe(self) -> dict:
         nodes = []
+        compiled = iter(self.compiled)
         for p in self.nodes:
             info = {"name": p.node.name, "op": p.node.op,
                     "inputs": list(p.node.inputs), "outputs": list(p.node.outputs),
@@ -170,7 +178,7 @@ class Session:
                 info.update(kernel="view", reason="output reuses the input's bytes (no copy)")
             else:
                 info.update(kernel=p.prepared.kernel, reason=p.prepared.reason,
-                            packed_bytes=p.prepared.persistent_bytes)
+                            packed_bytes=p.prepared.persistent_bytes, compiled=next(compiled))
                 k = p.opdef.inplace
                 if (k is not None and len(p.node.inputs) > k and p.node.inputs[k]
                         and p.node.inputs[k] not in self.graph.consts
@@ -192,8 +200,29 @@ class Session:
             "packed_bytes": int(sum(p.prepared.persistent_bytes for p in self.nodes if p.prepared)),
             "memory": summarize(self.plan),
             "blas": self.blas_note,
+            "compiled": {how: self.compiled.count(how) for how in ("aot", "jit", "python")},
             "metadata": self.graph.metadata,
         }
+
+
+def _resolve(calls):
+    """Pick what each step calls: the ahead-of-time compiled kernel for exactly these argument types
+    when the host's AOT library has it (no numba needed), else the numba dispatcher (the JIT is
+    enabled then), or a plain Python/numpy function as is. Returns (steps, how per step)."""
+    from .. import aot
+    steps, how = [], []
+    for fn, args in calls:
+        compiled = aot.lookup(fn, args)
+        if compiled is not None:
+            steps.append((compiled, args))
+            how.append("aot")
+        elif aot.kernel_name(fn) is not None:
+            steps.append((fn.dispatcher() if isinstance(fn, _jit.LazyKernel) else fn, args))
+            how.append("jit")
+        else:
+            steps.append((fn, args))
+            how.append("python")
+    return steps, how
 
 
 def load(path, board=None, threads=None, verify: bool = True, options=None, memory_budget=None,

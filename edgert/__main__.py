@@ -1,0 +1,5 @@
+"""``python -m edgert`` runs the CLI (same as the ``edgert`` command)."""
+
+from .cli import main
+
+main()
