@@ -33,11 +33,17 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where compiled kernels live: numba's cache and the AOT library (default "
+                   "$EDGERT_CACHE_DIR or ~/.cache/edgert). Entries are keyed by CPU model and features, so "
+                   "one directory (e.g. on shared storage) serves several boards.")
 @click.version_option(package_name="edgert")
 @click.pass_context
-def main(ctx, debug):
+def main(ctx, debug, cache_dir):
     """edgert: run sparse, memory-frugal models on edge boards."""
     ctx.ensure_object(dict)["debug"] = debug
+    if cache_dir:  # before any kernel module is imported (they are imported by the commands)
+        os.environ["EDGERT_CACHE_DIR"] = str(Path(cache_dir).resolve())
 
 
 def parse_dims(text: str):
@@ -256,6 +262,10 @@ def inspect(model, as_json, threads, board, memory_budget):
                    f" of {_fmt_bytes(fit['budget_bytes'])}: fits")
     if info.get("blas"):
         click.echo(f"threads: {info['blas']}")
+    c = info["compiled"]
+    click.echo(f"kernels: {c['aot']} steps ahead-of-time compiled, {c['jit']} numba JIT, {c['python']} numpy"
+               + ("" if c["jit"] or not c["aot"] else " (numba not needed)")
+               + ("; `edgert warm MODEL` builds the AOT library" if c["jit"] and not c["aot"] else ""))
 
 
 @main.command()
@@ -365,14 +375,66 @@ def boards(detect, as_json):
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--board", default=None)
 @click.option("--threads", type=int, default=None)
-def warm(model, board, threads):
-    """Compile every kernel the model needs into the Numba cache, so the first real run is fast."""
+@click.option("--aot/--no-aot", "build_aot", default=True, show_default=True,
+              help="Also compile the model's serial kernels ahead of time into this host's library "
+                   "(later starts then need no numba/LLVM; needs gcc and Python headers).")
+def warm(model, board, threads, build_aot):
+    """Compile every kernel the model needs ahead of time, so later starts and first runs are fast.
+
+    Fills numba's kernel cache (used by kernels that run on several threads) and, with --aot (the
+    default), builds an extension module of the serial kernels for this CPU, checked against the JIT.
+    """
     t0 = time.perf_counter()
+    user_aot = os.environ.get("EDGERT_AOT")
+    os.environ["EDGERT_AOT"] = "0"  # compile and check with the JIT; the library is only read afterwards
     sess = _load(model, threads, board)
-    feeds = {s.name: np.zeros(s.shape, s.dtype) for s in sess.inputs}
+    feeds = {s.name: np.random.default_rng(0).standard_normal(s.shape).astype(s.dtype) for s in sess.inputs}
     sess.run(feeds)
     from .kernels._jit import cache_dir
-    click.echo(f"compiled {len(sess.steps)} steps in {time.perf_counter() - t0:.2f} s; cache: {cache_dir()}")
+    click.echo(f"numba cache: {len(sess.steps)} steps compiled in {time.perf_counter() - t0:.2f} s ({cache_dir()})")
+    if not build_aot:
+        return
+    from . import aot, aot_build
+    serial = sess if sess.threads == 1 else _load(model, 1, board)
+    entries, skipped = aot_build.session_entries(sess)
+    if serial is not sess:
+        entries += aot_build.session_entries(serial)[0]
+    if skipped:
+        kinds = sorted({name.split(":")[1] for name, _ in skipped})
+        click.echo(f"not ahead of time: {len(skipped)} step(s) of parallel kernels at {sess.threads} threads "
+                   f"({', '.join(kinds)}); they load from numba's cache")
+    try:
+        report = aot_build.build(entries, progress=_progress_printer("AOT compile"))
+    except aot_build.AOTUnavailable as exc:
+        click.echo(f"AOT library not built: {exc}; numba's cache is warm")
+        return
+    expected = serial.run(feeds)
+    if user_aot is None:
+        del os.environ["EDGERT_AOT"]
+    else:
+        os.environ["EDGERT_AOT"] = user_aot
+    aot.forget()
+    check = _load(model, 1, board)
+    got = check.run(feeds)
+    worst = max(float(np.max(np.abs(got[k].astype(np.float64) - expected[k])) / (np.max(np.abs(expected[k])) or 1.0))
+                for k in expected)
+    counts = check.describe()["compiled"]
+    what = "built" if report["built"] else "already had"
+    click.echo(f"AOT library {what} {report['entries']} kernel signature(s) ({report['new']} new, "
+               f"{report['seconds']:.1f} s): {report['dir']}")
+    click.echo(f"1-thread session: {counts['aot']} AOT / {counts['jit']} JIT / {counts['python']} numpy steps; "
+               f"outputs vs the JIT: max relative difference {worst:.1e}")
+    if worst > 1e-5:
+        raise click.ClickException(f"the AOT kernels differ from the JIT by {worst:.1e}: remove {report['dir']} "
+                                   "and report a bug")
+
+
+def _progress_printer(label):
+    def show(i, n, what):
+        click.echo(f"\r{label}: {i + 1}/{n} {what.split(':')[-1]:<40}", nl=False, err=True)
+        if i + 1 == n:
+            click.echo("", err=True)
+    return show
 
 
 @main.command("kv-update")

@@ -69,8 +69,8 @@ def test_cli_boards_lists_and_detects():
 
 
 def test_warm_compiles_and_reports_cache(model):
-    result = CliRunner().invoke(main, ["warm", str(model), "--threads", "1"])
-    assert result.exit_code == 0 and "compiled 2 steps" in result.output
+    result = CliRunner().invoke(main, ["warm", str(model), "--threads", "1", "--no-aot"])
+    assert result.exit_code == 0 and "2 steps compiled" in result.output
 
 
 @pytest.mark.arm
