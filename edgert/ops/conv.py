@@ -26,6 +26,7 @@ import numpy as np
 from ..kernels import conv as KC
 from ..kernels import dwconv as KD
 from ..kernels import gemm as KG
+from ..kernels import gemm_t as KT
 from ..kernels import gemv as KV
 from ..kernels.act import act_args, reference_act
 from .common import ACT_ATTRS, check_activation, flat
@@ -41,6 +42,20 @@ ROWS_MAX_K = 2304  # direct convolution on rows when K = C/g*kh*kw is at most th
 # and lost from about one half (OW 16: 1.05x, OW 14: 1.2x, OW 8: 1.6x).
 ROWS_MAX_WASTE = 0.4  # ... and at most this fraction of each output row's last panel is padding
 _DUMMY = np.zeros(1, np.float32)  # stands in for an absent bias or an unused operand
+
+
+TRANSPOSED_GAIN = 1.15  # the transposed 1x1 GEMM when it computes this much less padding (see below)
+
+
+def transposed_better(P: int, M: int, NR: int = KG.NR, MR: int = KG.MR) -> bool:
+    """1x1 conv over P pixels to M channels: the transposed GEMM (pixels as tile rows, channels as
+    panel columns) when the normal one's padding (P rounded up to panels of NR) exceeds the
+    transposed one's (M rounded up to NR, P to tiles of MR; single rows when fewer than 4 are left)
+    by TRANSPOSED_GAIN, which pays for its transposed stores."""
+    normal = -(-P // NR) * NR / P
+    tail = P % MR
+    rows = P - tail + (MR if tail >= 4 else tail)
+    return normal > TRANSPOSED_GAIN * (-(-M // NR) * NR / M) * (rows / P)
 
 
 def dw_grid(OW: int, stride: int, VW: int = KD.VW) -> bool:
@@ -118,7 +133,8 @@ class Conv(OpDef):
     num_inputs = (2, 3)
     kernels = ("f32_dwconv_direct", "f32_dwconv_direct_mt", "f32_dwconv_grid", "f32_dwconv_grid_mt",
                "f32_dwconv_generic", "f32_dwconv_generic_mt",
-               "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_im2col", "f32_gemm_im2col_mt", "f32_conv_rows",
+               "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_t", "f32_gemm_t_mt", "f32_gemm_im2col",
+               "f32_gemm_im2col_mt", "f32_conv_rows",
                "f32_conv_rows_mt", "f32_gemv", "f32_gemv_mt")
 
     def infer(self, node, attrs, ins, ctx):
@@ -237,6 +253,8 @@ class Conv(OpDef):
         b, b_const = _weights(ctx, node, ins, 2)
         # Direct convolution on rows: small K (the im2col gather would cost as much as the FMAs) and
         # output rows that fill whole panels (at most ROWS_MAX_WASTE of the last one is padding).
+        if pointwise and G == 1 and w_const and transposed_better(npix, Mg):
+            return self._gemm_t(node, attrs, ins, outs, ctx, macs, w, b)
         rows = (not pointwise and w_const and K <= ROWS_MAX_K and sw in (1, 2)
                 and -(-OW // KG.NR) * KG.NR <= OW * (1 + ROWS_MAX_WASTE))
         T, chunks, pg = KG.work_split(_workers(ctx, macs, 2), N * G, Mg, npix, K)
@@ -287,6 +305,29 @@ class Conv(OpDef):
                         reason=f"{what}: GEMM {Mg}x{K} @ {K}x{npix}{groups}{f', batch {N}' if N > 1 else ''}, "
                                f"{T} thread{'s' if T > 1 else ''}"
                                + ("" if w_const else "; weights are computed, packed every run"))
+
+
+    def _gemm_t(self, node, attrs, ins, outs, ctx, macs, w, b):
+        """1x1 stride 1 on a small plane: C^T = X^T @ W^T, the output channels as panel columns."""
+        N, C, H, W = ins[0].shape
+        M, K = ins[1].shape[:2]  # K < C when Conv3D reads a window of the input's channels
+        P = H * W
+        npan = -(-M // KG.NR)
+        T = _workers(ctx, macs, N * npan * -(-P // KG.MR))
+        bias = np.zeros(npan * KG.NR, np.float32)
+        if b is not None:
+            bias[:M] = b.reshape(-1)
+        g = KG.geometry(m=P, n=M, k=K, nimg=N, b_is=C * P, ldb=P, y_is=M * P, ldy=P, bias_mode=KG.BIAS_COL)
+        packed = {"weight": KG.pack_b(np.ascontiguousarray(w.reshape(M, K).T)), "bias": bias, "geometry": g}
+        name = "f32_gemm_t" + ("_mt" if T > 1 else "")
+        act = act_args(attrs)
+        return Prepared(name, getattr(KT, name),
+                        lambda i, o, s: (flat(s[1]), packed["weight"], flat(writable(i[0])), bias, flat(o[0]), g,
+                                         s[0], *act),
+                        scratch=[((T, KT.scratch_floats()), "f32"), ((KT.packed_x_floats(P, K, N),), "f32")],
+                        packed=packed,
+                        reason=f"1x1 stride 1 on a {H}x{W} plane: transposed GEMM {P}x{K} @ {K}x{M} (channels as "
+                               f"panel columns), {T} thread{'s' if T > 1 else ''}")
 
 
 @register

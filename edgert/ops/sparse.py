@@ -126,8 +126,8 @@ class SparseConv1x1(OpDef):
     attrs = {"block": [1, 1], **ACT_ATTRS}
     num_inputs = (4, 6)
     inplace = 5  # the fused residual: each output tile is read from it, then written over it
-    kernels = ("f32_spmm_rows", "f32_spmm_rows_mt", "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemv",
-               "f32_gemv_mt", "f32_gemm_prepacked", "f32_gemm_prepacked_mt")
+    kernels = ("f32_spmm_rows", "f32_spmm_rows_mt", "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_t", "f32_gemm_t_mt",
+               "f32_gemv", "f32_gemv_mt", "f32_gemm_prepacked", "f32_gemm_prepacked_mt")
 
     def _block(self, node, attrs):
         block = attrs["block"]

@@ -2,14 +2,16 @@
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
+import edgert.ops.conv as conv_op
 from edgert.errors import ShapeError
 from edgert.kernels.act import CODES
 from edgert.kernels.gemm import MR
 from edgert.kernels.im2col import NR
 from edgert.ops import REGISTRY
-from edgert.ops.conv import ROWS_MAX_K, ROWS_MAX_WASTE, conv_output_size, dw_grid
+from edgert.ops.conv import ROWS_MAX_K, ROWS_MAX_WASTE, conv_output_size, dw_grid, transposed_better
 from tests.helpers import assert_close, onnx_reference, run_both, single_op_graph
 
 ACTS = sorted(CODES)
@@ -31,6 +33,8 @@ def expected_conv_kernel(C, M, kh, kw, strides, pads, dilations, group, OW, w_co
     if NHW is not None and w_const and group == 1 and NHW == (1, kh, kw) and pads == [0, 0, 0, 0]:
         return "f32_gemv"  # the kernel covers the whole input: a matrix-vector product
     if kh == kw == 1 and strides == [1, 1] and pads == [0, 0, 0, 0]:
+        if NHW is not None and group == 1 and w_const and transposed_better(NHW[1] * NHW[2], M):
+            return "f32_gemm_t"
         return "f32_gemm_rows"
     if w_const and C // group * kh * kw <= ROWS_MAX_K and strides[1] in (1, 2) \
             and -(-OW // NR) * NR <= OW * (1 + ROWS_MAX_WASTE):
@@ -110,6 +114,7 @@ def test_depthwise_direct_and_grid_match_reference(c, mult, k, s, h, w, pads, ac
     """3x3/5x5 depthwise at stride 1 and 2 over plane sizes on both sides of the grid/row choice
     (row tails, planes smaller than a vector, asymmetric pads larger than the kernel's reach)."""
     pads = [min(p, k - 1) for p in pads]
+    assume(c > 1 or mult == 1)  # one channel to two is a plain convolution
     assume(conv_output_size(h, k, s, pads[0], pads[2], 1) >= 1 and conv_output_size(w, k, s, pads[1], pads[3], 1) >= 1)
     attrs = {"strides": [s, s], "pads": pads, "group": c, **act_attrs(act)}
     got, want, sess = run_conv("Conv", (1, c, h, w), (c * mult, 1, k, k), attrs, seed)
@@ -118,9 +123,36 @@ def test_depthwise_direct_and_grid_match_reference(c, mult, k, s, h, w, pads, ac
     assert_close(got[0], want[0], what="depthwise")
 
 
+@pytest.mark.arm
+@given(n=st.integers(1, 2), c=st.sampled_from([1, 3, 16, 33]), m=st.sampled_from(EDGE_SIZES + [NR, 2 * NR + 3]),
+       h=st.integers(1, 9), w=st.integers(1, 9), act=st.sampled_from(ACTS), bias=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_transposed_pointwise_matches_reference(n, c, m, h, w, act, bias, seed):
+    """The transposed 1x1 GEMM forced on every shape: pixel counts around the tile rows (single-row
+    tiles below 4, partial 8-row tiles), channel counts around the panel width, batches."""
+    assume(c > 1 or m > 1)  # one channel in and out is a depthwise convolution
+    assume(n > 1 or h * w > 1)  # a 1x1 input is a matrix-vector product
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_op, "TRANSPOSED_GAIN", 0.0)
+        got, want, sess = run_conv("Conv", (n, c, h, w), (m, c, 1, 1), act_attrs(act), seed, bias)
+    assert sess.describe()["nodes"][0]["kernel"] == "f32_gemm_t"
+    assert_close(got[0], want[0], what="f32_gemm_t")
+
+
+@pytest.mark.parametrize("x_shape,w_shape", [((1, 320, 7, 7), (1280, 320, 1, 1)), ((2, 64, 5, 5), (400, 64, 1, 1))])
+def test_transposed_pointwise_two_threads(x_shape, w_shape):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_op, "TRANSPOSED_GAIN", 0.0)
+        got, want, sess = run_conv("Conv", x_shape, w_shape, act_attrs("clip"), 3, threads=2)
+    assert sess.describe()["nodes"][0]["kernel"] == "f32_gemm_t_mt"
+    assert_close(got[0], want[0], what="f32_gemm_t_mt")
+
+
 # Every path prepare can choose, explicitly: (x shape, w shape, attrs, kernel).
 PATHS = [
     ((1, 16, 9, 11), (24, 16, 1, 1), {}, "f32_gemm_rows"),
+    ((1, 16, 3, 3), (64, 16, 1, 1), {}, "f32_gemm_t"),  # 9 pixels: under half a panel on every CPU
+    ((1, 8, 5, 5), (64, 8, 1, 1), {}, "f32_gemm_t"),
     ((2, 6, 7, 5), (9, 2, 1, 1), {"group": 3}, "f32_gemm_rows"),
     # Rows at least two vectors wide (32 on AVX-512) at stride 1: the row kernel on every CPU ...
     ((1, 8, 17, 40), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}, "f32_dwconv_direct"),
