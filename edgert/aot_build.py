@@ -8,7 +8,7 @@ the kernel keeps its compile flags (fastmath, numpy error model, inlined helpers
 
 Not compiled ahead of time: ``parallel=True`` kernels (their loops need numba's thread pool; a
 session with more than one thread still JIT-compiles those, from numba's cache) and numpy steps.
-Building needs a C compiler and Python's headers (``gcc``, ``python3-dev``); without them ``warm``
+Building needs C and C++ compilers and Python's headers (``gcc``, ``g++``, ``python3-dev``); without them ``warm``
 still fills numba's cache and says why the library was not built.
 """
 
@@ -24,6 +24,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,17 @@ def toolchain_problem() -> str | None:
     include = sysconfig.get_paths().get("include")
     if not include or not (Path(include) / "Python.h").is_file():
         return f"Python's headers are missing ({include}/Python.h; install python3-dev)"
-    compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    if shutil.which(compiler.split()[0]) is None:
-        return f"no C compiler ({compiler.split()[0]} not found; install gcc)"
+    try:
+        with warnings.catch_warnings():  # pycc is "pending deprecation" since numba 0.57; still shipped
+            warnings.simplefilter("ignore")
+            from numba.pycc.platform import external_compiler_works  # what pycc checks: C and C++ build
+    except ImportError:
+        return "this numba has no pycc (numba.pycc); the JIT cache still works"
+    external_compiler_works.cache_clear()  # CC/CXX may have changed since the last check
+    if not external_compiler_works():
+        cc = os.environ.get("CC") or sysconfig.get_config_var("CC")
+        cxx = os.environ.get("CXX") or sysconfig.get_config_var("CXX")
+        return f"no working C and C++ compiler (CC={cc}, CXX={cxx}; install gcc and g++)"
     return None
 
 
@@ -110,7 +119,9 @@ def build(entries, progress=None) -> dict:
         raise AOTUnavailable(problem)
     _jit.enable_jit()
     from numba.core import codegen
-    from numba.pycc import CC
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from numba.pycc import CC
 
     from .kernels import simd
 

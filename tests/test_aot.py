@@ -195,7 +195,7 @@ def test_warm_without_a_compiler_says_why_and_keeps_the_jit_cache(tmp_path, monk
     monkeypatch.setenv("EDGERT_CACHE_DIR", str(tmp_path))
     result = CliRunner().invoke(main, ["warm", str(tmp_path / "net.ert"), "--threads", "1"])
     assert result.exit_code == 0, result.output
-    assert "AOT library not built: no C compiler" in result.output and "numba's cache is warm" in result.output
+    assert "AOT library not built: no working C and C++ compiler" in result.output and "numba's cache is warm" in result.output
     assert not (tmp_path / "aot").exists() or not any((tmp_path / "aot").rglob("*.so"))
 
 

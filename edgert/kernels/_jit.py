@@ -199,7 +199,7 @@ def enable_jit() -> None:
     # Kernel bodies look up their callees, intrinsics and prange in their module's globals at compile
     # time: point those names at the real objects before anything compiles.
     for name, module in list(sys.modules.items()):
-        if not name.startswith(package + ".") or module is None or module is simd:
+        if not name.startswith(package + ".") or module is None:
             continue
         namespace = module.__dict__
         for key, value in list(namespace.items()):
