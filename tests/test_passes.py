@@ -16,6 +16,7 @@ from converters.passes import (
     fold_batchnorm,
     fold_constants,
     fuse_activation,
+    fuse_add_prelu,
     fuse_hardswish,
     fuse_pad,
     remove_identity,
@@ -192,6 +193,36 @@ def test_fuse_activation_leaves_shared_outputs(case):
     else:
         graph = conv_graph([("MaxPool", None, {"kernel": [2, 2]}), ("Relu", None, {})])
     after, n = apply(graph, fuse_activation)
+    assert n == 0 and ops(after) == ops(graph)
+
+
+# --- fuse_add_prelu ----------------------------------------------------------------------------------
+def _add_prelu_graph(case="plain"):
+    """x -> conv -> Add(x', conv) -> PRelu (BlazePalm's residual block end)."""
+    b = GraphBuilder()
+    b.add_input("x", (1, 4, 6, 6))
+    b.add_node("Conv", ["x", b.add_const("W", rand(4, 4, 3, 3))], ["c"], {"pads": [1, 1, 1, 1]}, name="conv")
+    other = "x"
+    if case == "broadcast":
+        other = b.add_const("bias", rand(4, 1, 1))
+    b.add_node("Add", [other, "c"], ["s"], {"activation": "relu"} if case == "activation" else {}, name="add")
+    b.add_node("PRelu", ["s", b.add_const("slope", rand(4, 1, 1))], ["y"], name="prelu")
+    b.add_output("y")
+    if case == "two_readers":
+        b.add_output("s")
+    return b.finish()
+
+
+def test_fuse_add_prelu():
+    graph, n = apply(_add_prelu_graph(), fuse_add_prelu)
+    assert ops(graph) == ["Conv", "PRelu"] and n == 1
+    assert graph.nodes[1].inputs == ["x", "slope", "c"] and "s" not in graph.tensors
+
+
+@pytest.mark.parametrize("case", ["two_readers", "activation", "broadcast"])
+def test_fuse_add_prelu_leaves_other_adds(case):
+    graph = _add_prelu_graph(case)
+    after, n = apply(graph, fuse_add_prelu)
     assert n == 0 and ops(after) == ops(graph)
 
 

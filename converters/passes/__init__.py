@@ -16,6 +16,7 @@ from .fold_batchnorm import fold_batchnorm
 from .fold_concat_conv import fold_concat_conv
 from .fold_constants import fold_constants
 from .fuse_activation import fuse_activation
+from .fuse_add_prelu import fuse_add_prelu
 from .fuse_hardswish import fuse_hardswish
 from .fuse_mbconv import fuse_mbconv
 from .fuse_pad import fuse_pad
@@ -28,9 +29,10 @@ from .sparsify import fuse_residual, sparsify
 # activation fusion (which then folds the HardSwish into its producer); reversible blocks before
 # activation fusion (their Adds must still be plain), their MBConv branches after it (the fused op
 # takes the activations along); sparse weight storage once weights and activations are final (its op
-# takes no more folds), then residual Adds into the sparse layers; dead code last.
+# takes no more folds), then residual Adds into the sparse layers; dead code last. Adds feeding a PRelu
+# go into the PRelu after activation fusion (an Add that took a Relu is no longer plain).
 PASSES = (fold_constants, remove_identity, fold_batchnorm, fuse_pad, fuse_hardswish, fuse_reversible,
-          fuse_activation, fuse_mbconv, fold_concat_conv, sparsify, fuse_residual, eliminate_dead)
+          fuse_activation, fuse_add_prelu, fuse_mbconv, fold_concat_conv, sparsify, fuse_residual, eliminate_dead)
 MAX_ROUNDS = 50
 
 
@@ -69,6 +71,7 @@ __all__ = [
     "fold_concat_conv",
     "fold_constants",
     "fuse_activation",
+    "fuse_add_prelu",
     "fuse_hardswish",
     "fuse_mbconv",
     "fuse_pad",

@@ -222,3 +222,38 @@ def f32_prelu_strided4(x, slope, sstr, out, shape):
                 else:
                     _prelu_row_strided(x, slope, out, o, n3, sb, s3)
                 o += n3
+
+
+@inline
+def _add_prelu_row_const(x, r, out, o, n, s):
+    xv = x[o:o + n]
+    rv = r[o:o + n]
+    ov = out[o:o + n]
+    for i in range(n):
+        v = xv[i] + rv[i]
+        ov[i] = v if v >= 0.0 else v * s
+
+
+@inline
+def _add_prelu_row_strided(x, r, slope, out, o, n, sb, ss):
+    for i in range(n):
+        v = x[o + i] + r[o + i]
+        out[o + i] = v if v >= 0.0 else v * slope[sb + i * ss]
+
+
+@kernel
+def f32_add_prelu_strided4(x, r, slope, sstr, out, shape):
+    """PRelu(x + r): a residual Add fused into the PRelu that reads it (x, r, out contiguous, same
+    shape; out may alias x or r). Slope broadcast as in ``f32_prelu_strided4``."""
+    n0, n1, n2, n3 = shape[0], shape[1], shape[2], shape[3]
+    s3 = sstr[3]
+    o = 0
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                sb = i0 * sstr[0] + i1 * sstr[1] + i2 * sstr[2]
+                if s3 == 0:
+                    _add_prelu_row_const(x, r, out, o, n3, slope[sb])
+                else:
+                    _add_prelu_row_strided(x, r, slope, out, o, n3, sb, s3)
+                o += n3

@@ -122,19 +122,27 @@ _activation("LeakyRelu", "leakyrelu", {"alpha": 0.01})
 
 @register
 class PRelu(OpDef):
+    """PRelu(X, slope[, R]): with the optional third input (a residual Add fused by the
+    ``fuse_add_prelu`` pass) the op computes PRelu(X + R), in one pass over memory instead of two."""
+
     name = "PRelu"
     family = "elementwise"
-    num_inputs = (2, 2)
+    num_inputs = (2, 3)
     inplace = 0
-    kernels = ("f32_prelu_strided4",)
+    kernels = ("f32_prelu_strided4", "f32_add_prelu_strided4")
 
     def infer(self, node, attrs, ins, ctx):
-        x, slope = ins
+        x, slope = ins[0], ins[1]
         if broadcast_shape(self, node, x.shape, slope.shape) != tuple(x.shape):
             raise self.error(node, f"slope {list(slope.shape)} must broadcast to the input {list(x.shape)}")
+        if len(ins) > 2 and (tuple(ins[2].shape) != tuple(x.shape) or ins[2].dtype != x.dtype):
+            raise self.error(node, f"addend {ins[2].dtype} {list(ins[2].shape)} must match the input "
+                                   f"{x.dtype} {list(x.shape)}")
         return [(x.shape, x.dtype)]
 
-    def reference(self, attrs, x, slope):
+    def reference(self, attrs, x, slope, addend=None):
+        if addend is not None:
+            x = (x + addend).astype(x.dtype)
         return (np.where(x >= 0, x, x * slope).astype(x.dtype),)
 
     def prepare(self, node, attrs, ins, outs, ctx):
@@ -143,6 +151,11 @@ class PRelu(OpDef):
         if packed is None:
             raise self.error(node, "PRelu broadcast needs more than 4 dims")
         shape, (_, sstr) = packed
+        if len(ins) > 2:
+            return Prepared("f32_add_prelu_strided4", K.f32_add_prelu_strided4,
+                            lambda i, o, s: (flat(i[0]), flat(i[2]), flat(np.ascontiguousarray(i[1])), sstr,
+                                             flat(o[0]), shape),
+                            reason="residual Add fused: PRelu(X + R), slope broadcast over coalesced dims")
         return Prepared("f32_prelu_strided4", K.f32_prelu_strided4,
                         lambda i, o, s: (flat(i[0]), flat(np.ascontiguousarray(i[1])), sstr, flat(o[0]), shape),
                         reason="slope broadcast over coalesced dims")

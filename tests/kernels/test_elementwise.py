@@ -37,6 +37,24 @@ def test_binary_matches_reference(op, shapes, act, seed, const_b):
 
 
 @pytest.mark.arm
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), slope_kind=st.sampled_from(["channel", "scalar", "full"]),
+       const=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_prelu_with_fused_addend_matches_reference(shape, slope_kind, const, seed):
+    """PRelu(X, slope, R) = PRelu(X + R): per-channel (the NCHW case), scalar and full slopes, row
+    lengths around the vector width."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    r = rng.standard_normal(shape).astype(np.float32)
+    sshape = {"scalar": (1,), "full": tuple(shape),
+              "channel": (shape[1],) + (1,) * (len(shape) - 2) if len(shape) > 1 else (1,)}[slope_kind]
+    slope = rng.uniform(-0.5, 0.5, sshape).astype(np.float32)
+    got, want, sess = run_both("PRelu", [("x", x), ("s", slope), ("r", r)], consts={"s"} if const else ())
+    assert sess.describe()["nodes"][0]["kernel"] == "f32_add_prelu_strided4"
+    np.testing.assert_allclose(want[0], np.where(x + r >= 0, x + r, (x + r) * slope), rtol=1e-6, atol=1e-6)
+    assert_close(got[0], want[0], what="PRelu+R")
+
+
+@pytest.mark.arm
 @given(op=st.sampled_from(["Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "Clip"]),
        shape=st.lists(st.integers(1, 9), min_size=0, max_size=4), seed=st.integers(0, 2**31 - 1))
 def test_unary_matches_reference(op, shape, seed):
