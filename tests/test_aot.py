@@ -169,6 +169,20 @@ def test_a_library_for_other_kernel_sources_is_ignored(aot_home, monkeypatch):
         aot.forget()
 
 
+def _sample(key):
+    """A value whose numba type has this argument key (None when the key needs a non-C layout)."""
+    if key[0] == "a":
+        _, dtype, ndim, layout, readonly = key
+        if layout != "C":
+            return None
+        a = np.zeros((1,) * ndim, dtype)
+        a.setflags(write=not readonly)
+        return a
+    if key[0] == "s":
+        return {"int64": 1, "float64": 0.5, "bool": True}.get(key[1], np.dtype(key[1]).type(1))
+    return None
+
+
 def test_lookup_never_serves_other_argument_types(aot_home, monkeypatch):
     root, _ = aot_home
     monkeypatch.setenv("EDGERT_CACHE_DIR", str(root))
@@ -176,13 +190,21 @@ def test_lookup_never_serves_other_argument_types(aot_home, monkeypatch):
     aot.forget()
     try:
         manifest = aot.read_manifest(aot.library_dir())
-        entry = next(e for e in manifest["entries"] if e["kernel"].endswith(":f32_binary_same"))
-        from edgert.kernels import elementwise
-        key = json.loads(entry["key"])
-        args = tuple(np.zeros(4, k[1]) if k[0] == "a" else (1 if k[1] == "int64" else 0.5) for k in key)
-        assert aot.lookup(elementwise.f32_binary_same, args) is not None
-        wrong = tuple(a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in args)
-        assert aot.lookup(elementwise.f32_binary_same, wrong) is None
+        for entry in manifest["entries"]:
+            args = tuple(_sample(k) for k in json.loads(entry["key"]))
+            if all(a is not None for a in args) and any(isinstance(a, np.ndarray) for a in args):
+                break
+        else:
+            pytest.fail("no library entry with C-contiguous arrays to probe")
+        module, _, name = entry["kernel"].partition(":")
+        kernel = getattr(__import__(module, fromlist=[name]), name)
+        assert aot.lookup(kernel, args) is not None
+        i = next(i for i, a in enumerate(args) if isinstance(a, np.ndarray))
+        other = np.float64 if args[i].dtype != np.float64 else np.float32
+        changed = args[i].astype(other)
+        changed.setflags(write=args[i].flags.writeable)  # only the dtype differs
+        wrong = args[:i] + (changed,) + args[i + 1:]
+        assert aot.lookup(kernel, wrong) is None  # another dtype: never the compiled entry point
         assert aot.lookup(np.copyto, args) is None  # not a kernel
     finally:
         aot.forget()

@@ -36,6 +36,11 @@
 #                         on Raspberry Pi OS bookworm)
 #   ARM64_MIRROR          Debian mirror (default: the .../debian URI from this host's apt sources)
 #   ARM64_EXTRA_DEBS      more arm64 Debian packages for the sysroot, comma separated
+#   ARM64_AOT             1: make `edgert warm`'s ahead-of-time library buildable in the emulated Python:
+#                         host cross compilers (gcc/g++-aarch64-linux-gnu, installed by apt when missing)
+#                         become CC/CXX, and python3-dev joins the sysroot. A compiler run inside qemu-user
+#                         cannot find its own helpers (paths are redirected to the sysroot only for the
+#                         emulated process), so the cross compiler is the working way; on a board, use gcc.
 #   ARM64_BINFMT          auto (default) or 0 to leave binfmt_misc alone
 #   ARM64_HOST_PYTHON     host interpreter whose pip installs the wheels (default: python3)
 #   ARM64_PYTHONPATH      put ahead of the wheels on PYTHONPATH (default: the project root)
@@ -101,6 +106,7 @@ EXTRAS=${ARM64_EXTRAS:-test}
 SKIP_PACKAGES=${ARM64_SKIP_PACKAGES-}
 HOST_PYTHON=${ARM64_HOST_PYTHON:-python3}
 DEB_PACKAGES="python3${ARM64_EXTRA_DEBS:+,$ARM64_EXTRA_DEBS}"
+[ "${ARM64_AOT:-0}" = 1 ] && DEB_PACKAGES="$DEB_PACKAGES,python3-dev"
 
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
@@ -128,6 +134,10 @@ command -v qemu-aarch64-static >/dev/null 2>&1 || missing+=(qemu-user-static)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ "${ARM64_BINFMT:-auto}" != 0 ]; then
   command -v update-binfmts >/dev/null 2>&1 || missing+=(binfmt-support)
+fi
+if [ "${ARM64_AOT:-0}" = 1 ]; then
+  command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu)
+  command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || missing+=(g++-aarch64-linux-gnu)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   step_begin apt "installing ${missing[*]}"
@@ -421,6 +431,22 @@ printf '#!/bin/sh\nexec "%s" "%s" -m pytest "$@"\n' "$QEMU_BIN" "$SYSROOT/usr/bi
 chmod +x "$WRAPPERS/python3" "$WRAPPERS/pytest"
 ln -sf python3 "$WRAPPERS/python"
 ln -sf python3 "$WRAPPERS/$GUEST_PYTHON"
+if [ "${ARM64_AOT:-0}" = 1 ]; then
+  # The emulated Python names the guest's /usr/include/python3.N; the host cross compiler finds it,
+  # and the arch-specific pyconfig.h it includes, in the sysroot.
+  for tool in gcc g++; do
+    cat >"$WRAPPERS/cross-$tool" <<EOF
+#!/bin/bash
+args=()
+for a in "\$@"; do
+  case "\$a" in -I/usr/include/*) args+=("-I$SYSROOT\${a#-I}") ;; *) args+=("\$a") ;; esac
+done
+exec "$(command -v aarch64-linux-gnu-$tool)" "\${args[@]}" -idirafter "$SYSROOT/usr/include"
+EOF
+    chmod +x "$WRAPPERS/cross-$tool"
+  done
+  export CC=cross-gcc CXX=cross-g++
+fi
 
 code_path=${ARM64_PYTHONPATH-$PROJECT}
 export PATH="$WRAPPERS:$PATH"
