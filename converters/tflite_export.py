@@ -41,7 +41,49 @@ _FUSED_NONE, _FUSED_RELU, _FUSED_RELU_N1_TO_1, _FUSED_RELU6, _FUSED_TANH = 0, 1,
 
 def export_graph(graph, file=None, description=None) -> bytes:
     """The .tflite bytes of ``graph`` (an edgert IR ``Graph``, batch of any size, f32)."""
-    return _Exporter(graph, file, description or f"edgert {edgert.__version__} tflite export").run()
+    return _Exporter(_unfuse_residuals(graph), file,
+                     description or f"edgert {edgert.__version__} tflite export").run()
+
+
+def _unfuse_residuals(graph):
+    """A copy of ``graph`` with the residual Adds that edgert's passes fused (Conv's input R,
+    ``fuse_conv_add``; PRelu's input R, ``fuse_add_prelu``) written as separate ADD nodes again:
+    TFLite has no such fused forms. Returns ``graph`` itself when there are none."""
+    import copy
+
+    from edgert.ir.graph import Node, TensorInfo
+    fused = [n for n in graph.nodes if (n.op == "Conv" and len(n.inputs) > 3 and n.inputs[3])
+             or (n.op == "PRelu" and len(n.inputs) > 2 and n.inputs[2])]
+    if not fused:
+        return graph
+    graph = copy.deepcopy(graph)
+    nodes = []
+    for node in graph.nodes:
+        if node.op == "Conv" and len(node.inputs) > 3 and node.inputs[3]:
+            y, r = node.outputs[0], node.inputs[3]
+            tmp = _fresh(graph, y + "#conv")
+            graph.tensors[tmp] = TensorInfo(tmp, graph.tensors[y].shape, graph.tensors[y].dtype)
+            act = {k: node.attrs[k] for k in ("activation", "act_a", "act_b") if k in node.attrs}
+            conv = Node(node.name, "Conv", node.inputs[:2] + [b for b in node.inputs[2:3] if b], [tmp],
+                        {**node.attrs, "activation": "none", "act_a": 0.0, "act_b": 0.0})
+            nodes += [conv, Node(node.name + "#add", "Add", [tmp, r], [y], act)]
+        elif node.op == "PRelu" and len(node.inputs) > 2 and node.inputs[2]:
+            x, slope, r = node.inputs
+            tmp = _fresh(graph, node.outputs[0] + "#sum")
+            graph.tensors[tmp] = TensorInfo(tmp, graph.tensors[x].shape, graph.tensors[x].dtype)
+            nodes += [Node(node.name + "#add", "Add", [x, r], [tmp]), Node(node.name, "PRelu", [tmp, slope],
+                                                                               node.outputs)]
+        else:
+            nodes.append(node)
+    graph.nodes = nodes
+    return graph
+
+
+def _fresh(graph, base):
+    name, k = base, 1
+    while name in graph.tensors:
+        name, k = f"{base}_{k}", k + 1
+    return name
 
 
 @dataclass

@@ -17,6 +17,7 @@ from converters.passes import (
     fold_constants,
     fuse_activation,
     fuse_add_prelu,
+    fuse_conv_add,
     fuse_hardswish,
     fuse_pad,
     remove_identity,
@@ -223,6 +224,60 @@ def test_fuse_add_prelu():
 def test_fuse_add_prelu_leaves_other_adds(case):
     graph = _add_prelu_graph(case)
     after, n = apply(graph, fuse_add_prelu)
+    assert n == 0 and ops(after) == ops(graph)
+
+
+# --- fuse_conv_add -----------------------------------------------------------------------------------
+def _conv_add_graph(case="plain"):
+    """x -> conv1x1 -> Add(x, conv) [-> Relu]: an inverted-residual block's projection."""
+    b = GraphBuilder()
+    b.add_input("x", (1, 4, 5, 5))
+    k = 3 if case == "3x3" else 1
+    attrs = {"pads": [1, 1, 1, 1]} if k == 3 else {}
+    b.add_node("Conv", ["x", b.add_const("W", rand(4, 4, k, k)), b.add_const("B", rand(4))], ["c"], attrs, name="conv")
+    b.add_node("Add", ["c", "x"], ["s"], name="add")
+    b.add_node("Relu", ["s"], ["y"], name="relu")
+    if case == "bn_after":
+        b.add_node("Mul", ["y", b.add_const("scale", rand(4, 1, 1))], ["z"], name="scale")
+        b.add_output("z")
+    else:
+        b.add_output("y")
+    if case == "two_readers":
+        b.add_output("c")
+    return b.finish()
+
+
+def test_fuse_conv_add_takes_the_residual_and_activation():
+    graph, n = apply(_conv_add_graph(), fuse_activation, fuse_conv_add)
+    assert ops(graph) == ["Conv"] and n == 2
+    conv = graph.nodes[0]
+    assert conv.inputs == ["x", "W", "B", "x"] and conv.attrs["activation"] == "relu"
+
+
+def test_fuse_conv_add_moves_the_conv_after_the_other_operand():
+    """BlazeFace: conv, then the shortcut's channel padding, then the Add."""
+    b = GraphBuilder()
+    b.add_input("x", (1, 4, 5, 5))
+    b.add_node("Conv", ["x", b.add_const("W", rand(6, 4, 1, 1))], ["c"], name="conv")
+    b.add_node("Pad", ["x"], ["p"], {"pads": [0, 0, 0, 0, 0, 2, 0, 0]}, name="pad")
+    b.add_node("Add", ["p", "c"], ["y"], {"activation": "relu"}, name="add")
+    b.add_output("y")
+    graph, n = apply(b.finish(), fuse_conv_add)
+    assert ops(graph) == ["Pad", "Conv"] and n == 1
+    assert graph.nodes[1].inputs == ["x", "W", "", "p"] and graph.nodes[1].attrs["activation"] == "relu"
+
+
+def test_fuse_conv_add_then_no_batchnorm_fold_into_it():
+    graph, _ = apply(_conv_add_graph("bn_after"), fold_batchnorm, fuse_conv_add)
+    assert ops(graph) == ["Conv", "Relu", "Mul"]  # the Mul cannot be folded into W, B and R
+    graph, _ = apply(_conv_add_graph("bn_after"), fuse_conv_add, fold_batchnorm)
+    assert ops(graph) == ["Conv", "Relu", "Mul"]
+
+
+@pytest.mark.parametrize("case", ["two_readers", "3x3"])
+def test_fuse_conv_add_leaves_other_convs(case):
+    graph = _conv_add_graph(case)
+    after, n = apply(graph, fuse_conv_add)
     assert n == 0 and ops(after) == ops(graph)
 
 

@@ -17,6 +17,7 @@ from .fold_concat_conv import fold_concat_conv
 from .fold_constants import fold_constants
 from .fuse_activation import fuse_activation
 from .fuse_add_prelu import fuse_add_prelu
+from .fuse_conv_add import fuse_conv_add
 from .fuse_hardswish import fuse_hardswish
 from .fuse_mbconv import fuse_mbconv
 from .fuse_pad import fuse_pad
@@ -30,9 +31,11 @@ from .sparsify import fuse_residual, sparsify
 # activation fusion (their Adds must still be plain), their MBConv branches after it (the fused op
 # takes the activations along); sparse weight storage once weights and activations are final (its op
 # takes no more folds), then residual Adds into the sparse layers; dead code last. Adds feeding a PRelu
-# go into the PRelu after activation fusion (an Add that took a Relu is no longer plain).
+# go into the PRelu after activation fusion (an Add that took a Relu is no longer plain); the remaining
+# residual Adds into the dense 1x1 conv producing an operand once the sparse layers took theirs.
 PASSES = (fold_constants, remove_identity, fold_batchnorm, fuse_pad, fuse_hardswish, fuse_reversible,
-          fuse_activation, fuse_add_prelu, fuse_mbconv, fold_concat_conv, sparsify, fuse_residual, eliminate_dead)
+          fuse_activation, fuse_add_prelu, fuse_mbconv, fold_concat_conv, sparsify, fuse_residual, fuse_conv_add,
+          eliminate_dead)
 MAX_ROUNDS = 50
 
 
@@ -72,6 +75,7 @@ __all__ = [
     "fold_constants",
     "fuse_activation",
     "fuse_add_prelu",
+    "fuse_conv_add",
     "fuse_hardswish",
     "fuse_mbconv",
     "fuse_pad",

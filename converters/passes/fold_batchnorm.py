@@ -31,7 +31,8 @@ def _fold(graph, node) -> int:
         x, c = node.inputs[k], node.inputs[1 - k]
         layer = producers.get(x)
         if (c not in graph.consts or layer is None or layer.op not in LAYERS
-                or layer.attrs.get("activation", "none") != "none" or not is_private(graph, x, count)):
+                or layer.attrs.get("activation", "none") != "none" or not is_private(graph, x, count)
+                or (len(layer.inputs) > 3 and layer.inputs[3])):  # a fused residual is not scaled
             continue
         w_name = layer.inputs[1]
         b_name = layer.inputs[2] if len(layer.inputs) > 2 else ""

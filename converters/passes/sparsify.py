@@ -59,8 +59,8 @@ def sparsify(graph, threshold: float | None = None) -> int:
     threshold = THRESHOLD if threshold is None else threshold
     rewritten = 0
     for node in graph.nodes:
-        if node.op not in ("Conv", "FullyConnected") or len(node.inputs) < 2:
-            continue
+        if node.op not in ("Conv", "FullyConnected") or not 2 <= len(node.inputs) <= 3:
+            continue  # (a Conv with a fused residual R keeps its dense kernel)
         wname = node.inputs[1]
         if wname not in graph.consts or graph.tensors[wname].dtype != "f32":
             continue

@@ -26,7 +26,9 @@ import numpy as np
 from ..kernels import conv as KC
 from ..kernels import dwconv as KD
 from ..kernels import gemm as KG
+from ..kernels import gemm_res as KR
 from ..kernels import gemm_t as KT
+from ..kernels import spmm as KS
 from ..kernels import gemv as KV
 from ..kernels.act import act_args, reference_act
 from .common import ACT_ATTRS, check_activation, flat
@@ -34,6 +36,10 @@ from .registry import OpDef, Prepared, register
 from .shape import int_attr, int_list
 
 PARALLEL_MIN_MACS = 1_000_000
+# Depthwise kernels do 8-20x fewer multiply-adds per microsecond than the GEMM (a 3x3 tap per pixel
+# instead of a register tile), so the same launch cost is paid back by a tenth of the work: a 7x7 or
+# 14x14 depthwise layer of 400-700k multiply-adds takes 50-100 us on one core.
+DW_PARALLEL_MIN_MACS = 100_000
 # Direct convolution on rows beat im2col + GEMM on every shape measured (K = 27 to 2304: stems,
 # 3x3 at 16-256 channels; 0.46-0.89x the time, tools/bench_kernels.py and BENCHMARKS.md), so the
 # limit is the largest K measured rather than the 64 first assumed.
@@ -120,9 +126,9 @@ def _weights(ctx, node, ins, index):
     return writable(np.ascontiguousarray(ctx.const(name), np.float32)), True
 
 
-def _workers(ctx, macs, parallel_items):
+def _workers(ctx, macs, parallel_items, min_macs=PARALLEL_MIN_MACS):
     """Number of workers: the session's threads for enough work, else 1 (a serial kernel)."""
-    return ctx.threads if ctx.threads > 1 and macs >= PARALLEL_MIN_MACS and parallel_items > 1 else 1
+    return ctx.threads if ctx.threads > 1 and macs >= min_macs and parallel_items > 1 else 1
 
 
 @register
@@ -130,12 +136,12 @@ class Conv(OpDef):
     name = "Conv"
     family = "conv"
     attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, **ACT_ATTRS}
-    num_inputs = (2, 3)
+    num_inputs = (2, 4)  # X, W, B?, R? (R: a residual fused by the fuse_conv_add pass, added before ACT)
     kernels = ("f32_dwconv_direct", "f32_dwconv_direct_mt", "f32_dwconv_grid", "f32_dwconv_grid_mt",
                "f32_dwconv_generic", "f32_dwconv_generic_mt",
                "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_t", "f32_gemm_t_mt", "f32_gemm_im2col",
-               "f32_gemm_im2col_mt", "f32_conv_rows",
-               "f32_conv_rows_mt", "f32_gemv", "f32_gemv_mt")
+               "f32_gemm_im2col_mt", "f32_conv_rows", "f32_conv_rows_mt", "f32_gemv", "f32_gemv_mt",
+               "f32_gemm_rows_res", "f32_gemm_rows_res_mt")
 
     def infer(self, node, attrs, ins, ctx):
         check_activation(self, node, attrs)
@@ -157,9 +163,12 @@ class Conv(OpDef):
         if OH < 1 or OW < 1:
             raise self.error(node, f"output size {OH}x{OW} is empty: kernel {kh}x{kw} (dilations {dilations}) "
                                    f"does not fit the padded input {H}x{W} (pads {pads})")
+        if len(ins) > 3 and ins[3] is not None and (tuple(ins[3].shape) != (N, M, OH, OW) or ins[3].dtype != "f32"):
+            raise self.error(node, f"residual {ins[3].dtype} {list(ins[3].shape)} must match the output "
+                                   f"f32 {[N, M, OH, OW]}")
         return [((N, M, OH, OW), "f32")]
 
-    def reference(self, attrs, x, w, b=None):
+    def reference(self, attrs, x, w, b=None, r=None):
         (sh, sw), (pt, pl, pb, pr), (dh, dw), group = attrs["strides"], attrs["pads"], attrs["dilations"], \
             attrs["group"]
         N, _, H, W = x.shape
@@ -178,9 +187,44 @@ class Conv(OpDef):
                     y[:, gi * Mg:(gi + 1) * Mg] += np.einsum("nchw,mc->nmhw", patch, ws[:, :, ki, kj])
         if b is not None:
             y += b.astype(np.float64)[None, :, None, None]
+        if r is not None:
+            y += r.astype(np.float64)
         return (reference_act(y, attrs["activation"], attrs["act_a"], attrs["act_b"]).astype(x.dtype),)
 
     def prepare(self, node, attrs, ins, outs, ctx):
+        if len(ins) > 3 and ins[3] is not None:
+            return self._residual(node, attrs, ins, outs, ctx)
+        return self._prepare(node, attrs, ins, outs, ctx)
+
+    def _residual(self, node, attrs, ins, outs, ctx):
+        """Y = ACT(conv + B + R). A 1x1 stride-1 conv with constant weights adds R to each GEMM work
+        item's output while it is in cache (``f32_gemm_rows_res``: 0.84-0.99x the time of conv + Add
+        from 14x14 to 64x64); any other conv (and 1x1 on planes small enough for ``f32_gemm_t``)
+        runs without activation, then one pass adds R and applies it (``f32_add_act``)."""
+        M, Cg, kh, kw = ins[1].shape
+        plain = {**attrs, "activation": "none", "act_a": 0.0, "act_b": 0.0}
+        pointwise = (kh == kw == 1 and attrs["strides"] == [1, 1] and not any(attrs["pads"])
+                     and attrs["group"] == 1 and ctx.is_const(node.inputs[1]) and ins[0].shape[1] == Cg
+                     and (len(node.inputs) < 3 or not node.inputs[2] or ctx.is_const(node.inputs[2])))
+        if pointwise:
+            N, _, H, W = ins[0].shape
+            # Small planes keep the transposed GEMM (its gain is larger than a pass over a small R).
+            if not (N == 1 and (H, W) == (1, 1)) and not transposed_better(H * W, M):
+                return self._gemm(node, attrs, ins[:3], outs, ctx, outs[0].size * Cg, residual=True)
+        inner = self._prepare(node, plain, ins[:3], outs, ctx)
+        base_fn, base_bind, code = inner.fn, inner.bind, act_args(attrs)
+
+        def run(args, y, r):
+            base_fn(*args)
+            KS.f32_add_act(y, r, y, *code)
+
+        inner.fn = run
+        inner.bind = lambda i, o, s: (base_bind(i[:3], o, s), flat(o[0]), flat(i[3]))
+        inner.kernel += "+f32_add_act"
+        inner.reason += "; then the fused residual Add and the activation in one pass"
+        return inner
+
+    def _prepare(self, node, attrs, ins, outs, ctx):
         G, C = attrs["group"], ins[0].shape[1]
         M, Cg, kh, kw = ins[1].shape
         macs = outs[0].size * Cg * kh * kw
@@ -225,7 +269,7 @@ class Conv(OpDef):
         what = f"{kh}x{kw} stride {sh}x{sw}" + (f" dilation {dh}x{dw}" if dh * dw > 1 else "")
         what += (" (flat output grid, taps in registers)" if grid else
                  " (padded rows, taps in registers)" if direct else " (through padded phase planes)")
-        T = min(_workers(ctx, macs, N * M), N * M)
+        T = min(_workers(ctx, macs, N * M, DW_PARALLEL_MIN_MACS), N * M)
         name = base + ("_mt" if T > 1 else "")
         act = act_args(attrs)
 
@@ -241,7 +285,7 @@ class Conv(OpDef):
                         reason=f"depthwise {what}, {N * M} planes of {OH}x{OW}{mult}, "
                                f"{T} thread{'s' if T > 1 else ''}")
 
-    def _gemm(self, node, attrs, ins, outs, ctx, macs):
+    def _gemm(self, node, attrs, ins, outs, ctx, macs, residual=False):
         (sh, sw), (pt, pl, pb, pr), (dh, dw), G = attrs["strides"], attrs["pads"], attrs["dilations"], \
             attrs["group"]
         N, C, H, W = ins[0].shape
@@ -253,7 +297,7 @@ class Conv(OpDef):
         b, b_const = _weights(ctx, node, ins, 2)
         # Direct convolution on rows: small K (the im2col gather would cost as much as the FMAs) and
         # output rows that fill whole panels (at most ROWS_MAX_WASTE of the last one is padding).
-        if pointwise and G == 1 and w_const and transposed_better(npix, Mg):
+        if pointwise and G == 1 and w_const and not residual and transposed_better(npix, Mg):
             return self._gemm_t(node, attrs, ins, outs, ctx, macs, w, b)
         rows = (not pointwise and w_const and K <= ROWS_MAX_K and sw in (1, 2)
                 and -(-OW // KG.NR) * KG.NR <= OW * (1 + ROWS_MAX_WASTE))
@@ -289,6 +333,15 @@ class Conv(OpDef):
         base = "f32_gemm_rows" if pointwise else ("f32_conv_rows" if rows else "f32_gemm_im2col")
         name = base + ("_mt" if T > 1 else "")
         act = act_args(attrs)
+        if residual:  # the caller checked: pointwise, group 1, constant weights
+            name = "f32_gemm_rows_res" + ("_mt" if T > 1 else "")
+            bias = packed.get("bias", _DUMMY)
+            return Prepared(name, getattr(KR, name),
+                            lambda i, o, s: (packed["weight"], flat(writable(i[0])), bias, flat(o[0]), flat(i[3]), g,
+                                             s[0], *act),
+                            scratch=scratch, packed=packed,
+                            reason=f"1x1 stride 1: GEMM {Mg}x{K} @ {K}x{npix}, residual Add fused (added per work "
+                                   f"item while in cache), {T} thread{'s' if T > 1 else ''}")
 
         def bind(i, o, s):
             a, asrc = (packed["weight"], _DUMMY) if w_const else (flat(s[1]), flat(i[1]))
@@ -337,7 +390,25 @@ class ConvTranspose(OpDef):
     attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "output_padding": [0, 0],
              **ACT_ATTRS}
     num_inputs = (2, 3)
-    kernels = ("f32_convtranspose_col2im", "f32_convtranspose_col2im_mt", "np_convtranspose")
+    kernels = ("f32_convtranspose_col2im", "f32_convtranspose_col2im_mt", "f32_convtranspose_blocks",
+               "f32_convtranspose_blocks_mt", "np_convtranspose")
+
+    def _blocks(self, node, attrs, ins, outs, ctx, w, b, macs):
+        """Kernel == stride: each input pixel writes its own output block (no overlap, no col2im)."""
+        N, C, H, W = ins[0].shape
+        _, M, kh, kw = ins[1].shape
+        OH, OW = outs[0].shape[2:]
+        T = _workers(ctx, macs, N * M * H * kh)
+        ct = np.array([N, C, H, W, M, OH, OW, kh, kw, kh, kw, 0, 0, 1, 1, 1], np.int64)
+        packed = {"weight": flat(w), "bias": flat(b) if b is not None else _DUMMY, "geometry": ct}
+        name = "f32_convtranspose_blocks" + ("_mt" if T > 1 else "")
+        act = act_args(attrs)
+        return Prepared(name, getattr(KC, name),
+                        lambda i, o, s: (flat(writable(i[0])), packed["weight"], packed["bias"], flat(o[0]), ct, s[0],
+                                         *act),
+                        scratch=[((T, 2 * kw * W), "f32")], packed=packed,
+                        reason=f"{kh}x{kw} stride {kh}x{kw}: every input pixel owns one output block (channel sums, "
+                               f"no col2im); {T} thread{'s' if T > 1 else ''}")
 
     @staticmethod
     def output_size(n, k, s, p0, p1, d, op) -> int:
@@ -410,6 +481,11 @@ class ConvTranspose(OpDef):
                             reason="weights or bias are computed by the graph: numpy reference (slow)")
         Cg, R, npix = C // G, Mg * kh * kw, H * W
         macs = N * C * npix * R
+        # Kernel == stride with at most one GEMM row block (R <= MR: selfie_segmentation's 16 -> 1 mask
+        # upsampler has R = 4, half of every tile empty): the direct per-block kernel.
+        if (kh, kw) == (sh, sw) and G == 1 and not any(attrs["pads"]) and (dh, dw) == (1, 1) \
+                and (OH, OW) == (H * sh, W * sw) and R <= KG.MR:
+            return self._blocks(node, attrs, ins, outs, ctx, w, b, macs)
         T, chunks, pg = KG.work_split(_workers(ctx, macs, 2), G, R, npix, Cg)
         # A for group g is its weights [C/g, R] transposed: [R, C/g].
         a = KG.pack_a(np.swapaxes(w.reshape(G, Cg, R), 1, 2))

@@ -148,6 +148,53 @@ def test_transposed_pointwise_two_threads(x_shape, w_shape):
     assert_close(got[0], want[0], what="f32_gemm_t_mt")
 
 
+def run_conv_residual(x_shape, w_shape, attrs, seed, bias=True, threads=1, b_const=True):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    N, _, H, W = x_shape
+    OH = conv_output_size(H, w_shape[2], attrs.get("strides", [1, 1])[0], *attrs.get("pads", [0] * 4)[0::2], 1)
+    OW = conv_output_size(W, w_shape[3], attrs.get("strides", [1, 1])[1], *attrs.get("pads", [0] * 4)[1::2], 1)
+    r = rng.standard_normal((N, w_shape[0], OH, OW)).astype(np.float32)
+    inputs = [("x", x), ("w", w), ("b", b) if bias else ("", None), ("r", r)]
+    return run_both("Conv", inputs, attrs, consts={"w"} | ({"b"} if b_const else set()), threads=threads)
+
+
+@pytest.mark.arm
+@given(n=st.integers(1, 2), c=st.sampled_from([1, 5, 16]), m=st.sampled_from(EDGE_SIZES + [2 * NR + 3]),
+       h=st.integers(1, 9), w=st.integers(1, 2 * NR + 3), act=st.sampled_from(ACTS), bias=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_conv_with_fused_residual_matches_reference(n, c, m, h, w, act, bias, seed):
+    """Conv(X, W, B?, R) = ACT(conv + B + R): 1x1 convs add R per GEMM work item (f32_gemm_rows_res),
+    except on planes small enough for the transposed GEMM (then a pass adds R)."""
+    assume(n > 1 or h * w > 1)
+    got, want, sess = run_conv_residual((n, c, h, w), (m, c, 1, 1), act_attrs(act), seed, bias)
+    assert sess.describe()["nodes"][0]["kernel"] == ("f32_gemm_t+f32_add_act" if transposed_better(h * w, m)
+                                                      else "f32_gemm_rows_res")
+    assert_close(got[0], want[0], what="Conv+R")
+
+
+@pytest.mark.parametrize("x_shape,w_shape,attrs,kernel,b_const", [
+    ((1, 4, 9, 9), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}, "f32_dwconv_grid+f32_add_act", True),
+    ((1, 3, 9, 64), (5, 3, 3, 3), {"pads": [1, 1, 1, 1]}, "f32_conv_rows+f32_add_act", True),
+    ((1, 6, 5, 5), (4, 6, 1, 1), {}, "f32_gemm_rows+f32_add_act", False),  # bias computed by the graph
+    ((1, 7, 1, 1), (9, 7, 1, 1), {}, "f32_gemv+f32_add_act", True),
+])
+@pytest.mark.parametrize("act", ["none", "relu", "hardswish"])
+def test_conv_with_residual_on_other_paths(x_shape, w_shape, attrs, kernel, b_const, act):
+    got, want, sess = run_conv_residual(x_shape, w_shape, {**attrs, **act_attrs(act)}, 5, b_const=b_const)
+    assert sess.describe()["nodes"][0]["kernel"] == kernel
+    assert_close(got[0], want[0], what=kernel)
+
+
+@pytest.mark.parametrize("x_shape,w_shape", [((1, 96, 28, 28), (32, 96, 1, 1)), ((2, 24, 33, 19), (40, 24, 1, 1))])
+def test_conv_with_fused_residual_two_threads(x_shape, w_shape):
+    got, want, sess = run_conv_residual(x_shape, w_shape, act_attrs("clip"), 6, threads=2)
+    assert sess.describe()["nodes"][0]["kernel"] == "f32_gemm_rows_res_mt"
+    assert_close(got[0], want[0], what="f32_gemm_rows_res_mt")
+
+
 # Every path prepare can choose, explicitly: (x shape, w shape, attrs, kernel).
 PATHS = [
     ((1, 16, 9, 11), (24, 16, 1, 1), {}, "f32_gemm_rows"),
@@ -197,7 +244,7 @@ def test_every_conv_path(x_shape, w_shape, attrs, kernel, act):
     ((2, 16, 24, 17), (32, 8, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_gemm_im2col_mt"),
     ((1, 3, 128, 128), (16, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, "f32_conv_rows_mt"),
     ((1, 96, 96, 96), (96, 1, 3, 3), {"group": 96, "pads": [1, 1, 1, 1], "strides": [2, 2]}, "f32_dwconv_grid_mt"),
-    ((1, 2400, 7, 7), (2400, 1, 3, 3), {"group": 2400, "pads": [1, 1, 1, 1]}, "f32_dwconv_grid_mt"),
+    ((1, 300, 7, 7), (300, 1, 3, 3), {"group": 300, "pads": [1, 1, 1, 1]}, "f32_dwconv_grid_mt"),
     ((1, 64, 48, 48), (64, 1, 3, 3), {"group": 64, "pads": [1, 1, 1, 1]}, "f32_dwconv_direct_mt"),
     ((1, 64, 48, 48), (64, 1, 3, 3), {"group": 64, "pads": [2, 2, 2, 2], "dilations": [2, 2]},
      "f32_dwconv_generic_mt"),
@@ -240,8 +287,40 @@ def convt_case(draw):
 def test_convtranspose_matches_reference(case, act, bias, fp16, seed):
     x_shape, w_shape, attrs = case
     got, want, sess = run_conv("ConvTranspose", x_shape, w_shape, {**attrs, **act_attrs(act)}, seed, bias, fp16)
-    assert sess.describe()["nodes"][0]["kernel"] == "f32_convtranspose_col2im"
+    k, s = list(w_shape[2:]), attrs["strides"]
+    blocks = (k == s and attrs["group"] == 1 and not any(attrs["pads"]) and attrs["dilations"] == [1, 1]
+              and not any(attrs["output_padding"]) and w_shape[1] * k[0] * k[1] <= MR)
+    assert sess.describe()["nodes"][0]["kernel"] == ("f32_convtranspose_blocks" if blocks else "f32_convtranspose_col2im")
     assert_close(got[0], want[0], what="ConvTranspose")
+
+
+@pytest.mark.arm
+@given(n=st.integers(1, 2), c=st.integers(1, 20), m=st.integers(1, 2), k=st.sampled_from([[1, 1], [2, 2], [2, 3], [3, 2]]),
+       h=st.integers(1, 6), w=st.integers(1, 40), act=st.sampled_from(ACTS), bias=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_convtranspose_blocks_matches_reference(n, c, m, k, h, w, act, bias, seed):
+    """Kernel == stride with few output rows per pixel (an upsampling mask head): the per-block kernel,
+    including its vectorised sigmoid over logits from -40 to 40."""
+    assume(m * k[0] * k[1] <= MR)
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, c, h, w)) * 3).astype(np.float32)
+    wt = rng.standard_normal((c, m, *k)).astype(np.float32)
+    inputs = [("x", x), ("w", wt)] + ([("b", rng.standard_normal(m).astype(np.float32))] if bias else [])
+    got, want, sess = run_both("ConvTranspose", inputs, {"strides": k, **act_attrs(act)}, consts={"w", "b"})
+    assert sess.describe()["nodes"][0]["kernel"] == "f32_convtranspose_blocks"
+    assert_close(got[0], want[0], what="f32_convtranspose_blocks")
+
+
+def test_convtranspose_blocks_sigmoid_extremes_and_threads():
+    x = np.array([-200, -88, -87, -30, -1e-3, 0, 1e-3, 30, 87, 88, 200, np.inf, -np.inf, np.nan],
+                 np.float32).reshape(1, 1, 1, 14)
+    got, want, _ = run_both("ConvTranspose", [("x", x), ("w", np.ones((1, 1, 1, 1), np.float32))],
+                            {"strides": [1, 1], "activation": "sigmoid"}, consts={"w"})
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-7)
+    got, want, sess = run_conv("ConvTranspose", (1, 16, 128, 128), (16, 1, 2, 2),
+                               {"strides": [2, 2], **act_attrs("sigmoid")}, 4, threads=2)
+    assert sess.describe()["nodes"][0]["kernel"] == "f32_convtranspose_blocks_mt"
+    assert_close(got[0], want[0], what="f32_convtranspose_blocks_mt")
 
 
 def test_convtranspose_selfie_upsampler_and_threads():
