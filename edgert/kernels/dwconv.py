@@ -496,3 +496,147 @@ def f32_dwconv_grid_mt(x, w, bias, out, g, scratch, code, p, q):
     T = scratch.shape[0]
     for t in prange(T):
         _planes(x, w, bias, out, g, scratch, t, T, MODE_GRID, code, p, q)
+
+
+# --- small planes, VW channels at a time: channels in the vector lanes ------------------------------
+def cvec_layout(H, W, OH, OW, kh, kw, sh, sw, pt, pl, VW=VW):
+    """(Hp, Wp, scratch floats per worker) of the channel-vector path: the padded input of VW channels
+    pixel-major [Hp][Wp][VW] (zero borders) and the output [OH*OW][VW] before it is written back."""
+    Hp, Wp = max(H + pt, (OH - 1) * sh + kh), max(W + pl, (OW - 1) * sw + kw)
+    return Hp, Wp, Hp * Wp * VW + OH * OW * VW
+
+
+def pack_cvec(w: np.ndarray, b: np.ndarray, VW=VW):
+    """Weights [M, kh*kw] -> [ceil(M/VW)][kh*kw][VW] and bias [M] -> [ceil(M/VW)*VW] (zero lanes past M)."""
+    M, KK = w.shape
+    nb = -(-M // VW)
+    wp = np.zeros((nb * VW, KK), np.float32)
+    wp[:M] = w
+    bp = np.zeros(nb * VW, np.float32)
+    bp[:M] = b
+    return np.ascontiguousarray(wp.reshape(nb, VW, KK).transpose(0, 2, 1)).reshape(-1), bp
+
+
+@inline
+def _cv_tap4(T, wp, wo, Wp, K, y, x, dx, b):
+    """Four outputs at padded positions (y, x + i*dx), i < 4: each weight vector loaded once for all
+    four (four independent FMA chains)."""
+    a0 = b
+    a1 = b
+    a2 = b
+    a3 = b
+    for ki in range(K):
+        for kj in range(K):
+            wv = vload(wp, wo + (ki * K + kj) * VW)
+            o = ((y + ki) * Wp + x + kj) * VW
+            a0 = vfma(wv, vload(T, o), a0)
+            a1 = vfma(wv, vload(T, o + dx * VW), a1)
+            a2 = vfma(wv, vload(T, o + 2 * dx * VW), a2)
+            a3 = vfma(wv, vload(T, o + 3 * dx * VW), a3)
+    return a0, a1, a2, a3
+
+
+@inline
+def _cv_tap(T, wp, wo, Wp, K, y, x, acc):
+    """acc + sum over the KxK taps at padded position (y, x) (K literal 3 or 5)."""
+    for ki in range(K):
+        for kj in range(K):
+            acc = vfma(vload(wp, wo + (ki * K + kj) * VW), vload(T, ((y + ki) * Wp + x + kj) * VW), acc)
+    return acc
+
+
+@kernel
+def _cvec_block(x, wp, bp, out, g, buf, blk, code, p, q, K):
+    """Channels c0 = cb*VW .. c0+VW-1 of image n (blk = n * nblocks + cb; here g[D_PLANES] is the
+    channel count, not planes, and the batch is out.size // (C*OH*OW)): transpose the planes into
+    the padded pixel-major buffer, compute every output pixel as VW lanes with four pixels in flight
+    (independent FMA chains), then write the planes back with the activation."""
+    C, H, W, OH, OW = g[D_PLANES], g[D_H], g[D_W], g[D_OH], g[D_OW]
+    sh, sw, pt, pl = g[D_SH], g[D_SW], g[D_PT], g[D_PL]
+    nb = (C + VW - 1) // VW
+    n = blk // nb
+    cb = blk - n * nb
+    c0 = cb * VW
+    nc = min(VW, C - c0)
+    Hp = max(H + pt, (OH - 1) * sh + K)
+    Wp = max(W + pl, (OW - 1) * sw + K)
+    T = buf[:Hp * Wp * VW]
+    U = buf[Hp * Wp * VW:Hp * Wp * VW + OH * OW * VW]
+    # Lanes past the last channel read the last channel again (their results are never stored), so
+    # every pixel is one fixed-length loop over VW lanes: a gather where the CPU has one.
+    HW = H * W
+    base = (n * C + c0) * HW
+    last = (nc - 1) * HW
+    for ih in range(H):
+        for iw in range(W):
+            d = T[((ih + pt) * Wp + pl + iw) * VW:((ih + pt) * Wp + pl + iw + 1) * VW]
+            s0 = base + ih * W + iw
+            for lane in range(VW):
+                d[lane] = x[s0 + min(lane * HW, last)]
+    wo = cb * K * K * VW
+    b = vload(bp, c0)
+    lo, hi = -np.inf, np.inf
+    if code == RELU:
+        lo = 0.0
+    elif code == CLIP:
+        lo, hi = p, q
+    for oh in range(OH):
+        y = oh * sh
+        ow = 0
+        while ow + 4 <= OW:
+            a0, a1, a2, a3 = _cv_tap4(T, wp, wo, Wp, K, y, ow * sw, sw, b)
+            o = (oh * OW + ow) * VW
+            vstore(U, o, vclamp(a0, lo, hi))
+            vstore(U, o + VW, vclamp(a1, lo, hi))
+            vstore(U, o + 2 * VW, vclamp(a2, lo, hi))
+            vstore(U, o + 3 * VW, vclamp(a3, lo, hi))
+            ow += 4
+        while ow < OW:
+            vstore(U, (oh * OW + ow) * VW, vclamp(_cv_tap(T, wp, wo, Wp, K, y, ow * sw, b), lo, hi))
+            ow += 1
+    P = OH * OW
+    for lane in range(nc):
+        dst = out[(n * C + c0 + lane) * P:(n * C + c0 + lane + 1) * P]
+        if code > CLIP:
+            for i in range(P):
+                dst[i] = apply_act(U[i * VW + lane], code, p, q)
+        else:
+            for i in range(P):
+                dst[i] = U[i * VW + lane]
+
+
+@inline
+def _cvec_blocks(x, wp, bp, out, g, scratch, t, T):
+    """Worker t's scratch row, zeroed."""
+    buf = scratch[t]
+    # Borders of the padded buffer are never written: zero it once per call.
+    for i in range(buf.size):
+        buf[i] = 0.0
+    return buf
+
+
+@kernel
+def f32_dwconv_cvec(x, wp, bp, out, g, scratch, code, p, q):
+    """Depthwise 3x3 or 5x5, any stride and pads, no dilation or channel multiplier, on small planes:
+    VW channels per vector (weights and bias packed by ``pack_cvec``); scratch [1, cvec_layout()[2]]."""
+    buf = _cvec_blocks(x, wp, bp, out, g, scratch, np.int64(0), np.int64(1))
+    nblk = ((g[D_PLANES] + VW - 1) // VW) * (out.size // (g[D_PLANES] * g[D_OH] * g[D_OW]))
+    for blk in range(nblk):
+        if g[D_KH] == 3:
+            _cvec_block(x, wp, bp, out, g, buf, blk, code, p, q, 3)
+        else:
+            _cvec_block(x, wp, bp, out, g, buf, blk, code, p, q, 5)
+
+
+@kernel(parallel=True)
+def f32_dwconv_cvec_mt(x, wp, bp, out, g, scratch, code, p, q):
+    """``f32_dwconv_cvec`` with the channel blocks split over scratch.shape[0] workers."""
+    T = scratch.shape[0]
+    nblk = ((g[D_PLANES] + VW - 1) // VW) * (out.size // (g[D_PLANES] * g[D_OH] * g[D_OW]))
+    for t in prange(T):
+        buf = _cvec_blocks(x, wp, bp, out, g, scratch, t, T)
+        for blk in range(t, nblk, T):
+            if g[D_KH] == 3:
+                _cvec_block(x, wp, bp, out, g, buf, blk, code, p, q, 3)
+            else:
+                _cvec_block(x, wp, bp, out, g, buf, blk, code, p, q, 5)

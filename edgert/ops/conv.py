@@ -40,6 +40,11 @@ PARALLEL_MIN_MACS = 1_000_000
 # instead of a register tile), so the same launch cost is paid back by a tenth of the work: a 7x7 or
 # 14x14 depthwise layer of 400-700k multiply-adds takes 50-100 us on one core.
 DW_PARALLEL_MIN_MACS = 100_000
+# Depthwise at stride 1 on planes of at most this many pixels: channels in the vector lanes
+# (f32_dwconv_cvec). Measured against the flat-grid kernel (1 thread, AVX-512): 0.66-0.83x the time
+# on 6x6 and 7x7 planes (3x3 and 5x5), but 1.2-2x on 12x12 and larger, where transposing the
+# planes in and out costs more than the idle lanes of the grid.
+CVEC_MAX_PIXELS = 49
 # Direct convolution on rows beat im2col + GEMM on every shape measured (K = 27 to 2304: stems,
 # 3x3 at 16-256 channels; 0.46-0.89x the time, tools/bench_kernels.py and BENCHMARKS.md), so the
 # limit is the largest K measured rather than the 64 first assumed.
@@ -138,6 +143,7 @@ class Conv(OpDef):
     attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, **ACT_ATTRS}
     num_inputs = (2, 4)  # X, W, B?, R? (R: a residual fused by the fuse_conv_add pass, added before ACT)
     kernels = ("f32_dwconv_direct", "f32_dwconv_direct_mt", "f32_dwconv_grid", "f32_dwconv_grid_mt",
+               "f32_dwconv_cvec", "f32_dwconv_cvec_mt",
                "f32_dwconv_generic", "f32_dwconv_generic_mt",
                "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_t", "f32_gemm_t_mt", "f32_gemm_im2col",
                "f32_gemm_im2col_mt", "f32_conv_rows", "f32_conv_rows_mt", "f32_gemv", "f32_gemv_mt",
@@ -264,6 +270,8 @@ class Conv(OpDef):
         if b_const:
             packed["bias"] = flat(b) if b is not None else np.zeros(M, np.float32)
         direct = kh == kw and kh in (3, 5) and sh == sw and sh in (1, 2) and dh == dw == 1
+        if direct and sh == 1 and M == C and OH * OW <= CVEC_MAX_PIXELS and w_const and b_const:
+            return self._depthwise_cvec(node, attrs, ins, outs, ctx, macs, w, b)
         grid = direct and dw_grid(OW, sh)
         base = "f32_dwconv_grid" if grid else ("f32_dwconv_direct" if direct else "f32_dwconv_generic")
         what = f"{kh}x{kw} stride {sh}x{sw}" + (f" dilation {dh}x{dw}" if dh * dw > 1 else "")
@@ -284,6 +292,24 @@ class Conv(OpDef):
         return Prepared(name, getattr(KD, name), bind, scratch=[((T, per_worker), "f32")], packed=packed,
                         reason=f"depthwise {what}, {N * M} planes of {OH}x{OW}{mult}, "
                                f"{T} thread{'s' if T > 1 else ''}")
+
+    def _depthwise_cvec(self, node, attrs, ins, outs, ctx, macs, w, b):
+        """Small planes at stride 1: VW channels per vector (the planes transposed in and out)."""
+        (pt, pl, _, _) = attrs["pads"]
+        N, C, H, W = ins[0].shape
+        _, _, k, _ = ins[1].shape
+        OH, OW = outs[0].shape[2:]
+        g = KD.geometry(C, 1, H, W, OH, OW, k, k, 1, 1, pt, pl, 1, 1)  # D_PLANES holds the channel count
+        wp, bp = KD.pack_cvec(w.reshape(C, k * k), b.reshape(-1) if b is not None else np.zeros(C, np.float32))
+        blocks = N * -(-C // KD.VW)
+        T = min(_workers(ctx, macs, blocks, DW_PARALLEL_MIN_MACS), blocks)
+        name = "f32_dwconv_cvec" + ("_mt" if T > 1 else "")
+        act = act_args(attrs)
+        return Prepared(name, getattr(KD, name), lambda i, o, s: (flat(writable(i[0])), wp, bp, flat(o[0]), g, s[0], *act),
+                        scratch=[((T, KD.cvec_layout(H, W, OH, OW, k, k, 1, 1, pt, pl)[2]), "f32")],
+                        packed={"weight": wp, "bias": bp, "geometry": g},
+                        reason=f"depthwise {k}x{k} stride 1 on {OH}x{OW} planes: {KD.VW} channels per vector, "
+                               f"{C} channels, {T} thread{'s' if T > 1 else ''}")
 
     def _gemm(self, node, attrs, ins, outs, ctx, macs, residual=False):
         (sh, sw), (pt, pl, pb, pr), (dh, dw), G = attrs["strides"], attrs["pads"], attrs["dilations"], \

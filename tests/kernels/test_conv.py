@@ -11,7 +11,14 @@ from edgert.kernels.act import CODES
 from edgert.kernels.gemm import MR
 from edgert.kernels.im2col import NR
 from edgert.ops import REGISTRY
-from edgert.ops.conv import ROWS_MAX_K, ROWS_MAX_WASTE, conv_output_size, dw_grid, transposed_better
+from edgert.ops.conv import (
+    CVEC_MAX_PIXELS,
+    ROWS_MAX_K,
+    ROWS_MAX_WASTE,
+    conv_output_size,
+    dw_grid,
+    transposed_better,
+)
 from tests.helpers import assert_close, onnx_reference, run_both, single_op_graph
 
 ACTS = sorted(CODES)
@@ -23,12 +30,19 @@ def act_attrs(act):
     return {"activation": act, "act_a": -0.5 if act == "clip" else 0.2, "act_b": 1.5 if act == "clip" else 0.5}
 
 
-def expected_conv_kernel(C, M, kh, kw, strides, pads, dilations, group, OW, w_const=True, NHW=None):
+def dw_kernel(same_channels, stride, OH, OW, w_const=True):
+    """The kernel prepare picks for a 3x3/5x5 depthwise conv without dilation."""
+    if same_channels and stride == 1 and OH * OW <= CVEC_MAX_PIXELS and w_const:
+        return "f32_dwconv_cvec"
+    return "f32_dwconv_grid" if dw_grid(OW, stride) else "f32_dwconv_direct"
+
+
+def expected_conv_kernel(C, M, kh, kw, strides, pads, dilations, group, OW, w_const=True, NHW=None, OH=None):
     if group == C and (group > 1 or M == 1):
         direct = kh == kw and kh in (3, 5) and strides[0] == strides[1] and strides[0] in (1, 2) \
             and dilations == [1, 1]
         if direct:
-            return "f32_dwconv_grid" if dw_grid(OW, strides[1]) else "f32_dwconv_direct"
+            return dw_kernel(M == C, strides[1], OH, OW, w_const)
         return "f32_dwconv_generic"
     if NHW is not None and w_const and group == 1 and NHW == (1, kh, kw) and pads == [0, 0, 0, 0]:
         return "f32_gemv"  # the kernel covers the whole input: a matrix-vector product
@@ -88,7 +102,7 @@ def test_conv_matches_reference(case, act, bias, fp16, w_const, seed):
     got, want, sess = run_conv("Conv", x_shape, w_shape, {**attrs, **act_attrs(act)}, seed, bias, fp16, w_const)
     assert sess.describe()["nodes"][0]["kernel"] == expected_conv_kernel(
         x_shape[1], w_shape[0], *w_shape[2:], attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"],
-        got[0].shape[3], w_const, NHW=(x_shape[0], *x_shape[2:]))
+        got[0].shape[3], w_const, NHW=(x_shape[0], *x_shape[2:]), OH=got[0].shape[2])
     assert_close(got[0], want[0], what="Conv")
 
 
@@ -118,8 +132,7 @@ def test_depthwise_direct_and_grid_match_reference(c, mult, k, s, h, w, pads, ac
     assume(conv_output_size(h, k, s, pads[0], pads[2], 1) >= 1 and conv_output_size(w, k, s, pads[1], pads[3], 1) >= 1)
     attrs = {"strides": [s, s], "pads": pads, "group": c, **act_attrs(act)}
     got, want, sess = run_conv("Conv", (1, c, h, w), (c * mult, 1, k, k), attrs, seed)
-    assert sess.describe()["nodes"][0]["kernel"] == ("f32_dwconv_grid" if dw_grid(got[0].shape[3], s)
-                                                      else "f32_dwconv_direct")
+    assert sess.describe()["nodes"][0]["kernel"] == dw_kernel(mult == 1, s, *got[0].shape[2:])
     assert_close(got[0], want[0], what="depthwise")
 
 
@@ -210,7 +223,11 @@ PATHS = [
     ((1, 3, 40, 45), (3, 1, 5, 5), {"group": 3, "pads": [2, 1, 0, 2], "strides": [2, 2]}, "f32_dwconv_grid"),
     ((2, 5, 13, 7), (5, 1, 5, 5), {"group": 5, "pads": [2, 2, 2, 2]}, "f32_dwconv_grid"),
     ((1, 6, 7, 6), (12, 1, 3, 3), {"group": 6, "pads": [1, 0, 2, 1]}, "f32_dwconv_grid"),
-    ((1, 2, 1, 1), (2, 1, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_dwconv_grid"),
+    ((1, 2, 1, 1), (2, 1, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_dwconv_cvec"),
+    # Stride 1 on planes of at most 49 pixels: channels in the vector lanes (tails of any VW).
+    ((2, 21, 7, 7), (21, 1, 5, 5), {"group": 21, "pads": [2, 2, 2, 2]}, "f32_dwconv_cvec"),
+    ((1, 5, 6, 8), (5, 1, 3, 3), {"group": 5, "pads": [0, 1, 2, 0]}, "f32_dwconv_cvec"),
+    ((1, 3, 4, 3), (3, 1, 5, 5), {"group": 3, "pads": [4, 0, 1, 3]}, "f32_dwconv_cvec"),
     ((1, 4, 12, 12), (4, 1, 3, 3), {"group": 4, "pads": [2, 2, 2, 2], "dilations": [2, 2]}, "f32_dwconv_generic"),
     ((1, 3, 12, 12), (3, 1, 7, 7), {"group": 3, "pads": [3, 3, 3, 3]}, "f32_dwconv_generic"),
     ((1, 3, 12, 12), (3, 1, 3, 3), {"group": 3, "strides": [1, 2]}, "f32_dwconv_generic"),
@@ -244,7 +261,8 @@ def test_every_conv_path(x_shape, w_shape, attrs, kernel, act):
     ((2, 16, 24, 17), (32, 8, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, "f32_gemm_im2col_mt"),
     ((1, 3, 128, 128), (16, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, "f32_conv_rows_mt"),
     ((1, 96, 96, 96), (96, 1, 3, 3), {"group": 96, "pads": [1, 1, 1, 1], "strides": [2, 2]}, "f32_dwconv_grid_mt"),
-    ((1, 300, 7, 7), (300, 1, 3, 3), {"group": 300, "pads": [1, 1, 1, 1]}, "f32_dwconv_grid_mt"),
+    ((1, 300, 7, 7), (300, 1, 3, 3), {"group": 300, "pads": [1, 1, 1, 1]}, "f32_dwconv_cvec_mt"),
+    ((1, 300, 14, 14), (300, 1, 3, 3), {"group": 300, "pads": [1, 1, 1, 1], "strides": [2, 2]}, "f32_dwconv_grid_mt"),
     ((1, 64, 48, 48), (64, 1, 3, 3), {"group": 64, "pads": [1, 1, 1, 1]}, "f32_dwconv_direct_mt"),
     ((1, 64, 48, 48), (64, 1, 3, 3), {"group": 64, "pads": [2, 2, 2, 2], "dilations": [2, 2]},
      "f32_dwconv_generic_mt"),
