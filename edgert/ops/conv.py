@@ -28,8 +28,8 @@ from ..kernels import dwconv as KD
 from ..kernels import gemm as KG
 from ..kernels import gemm_res as KR
 from ..kernels import gemm_t as KT
-from ..kernels import spmm as KS
 from ..kernels import gemv as KV
+from ..kernels import spmm as KS
 from ..kernels.act import act_args, reference_act
 from .common import ACT_ATTRS, check_activation, flat
 from .registry import OpDef, Prepared, register
