@@ -32,6 +32,7 @@ import numpy as np
 from . import aot
 from .fileio import atomic_write
 from .kernels import _jit
+from .ops.registry import Sequence
 
 
 class AOTUnavailable(Exception):
@@ -61,10 +62,19 @@ def toolchain_problem() -> str | None:
     return None
 
 
+def flat_calls(calls):
+    """(fn, args) pairs with every ``Sequence`` step opened into its calls."""
+    for fn, args in calls:
+        if isinstance(fn, Sequence):
+            yield from flat_calls(zip(fn.calls, args))
+        else:
+            yield fn, args
+
+
 def session_entries(session):
     """([(kernel name, args key)], [(kernel, why not)]) for the steps of ``session``."""
     entries, skipped = [], []
-    for fn, args in session.kernel_calls():
+    for fn, args in flat_calls(session.kernel_calls()):
         name = aot.kernel_name(fn)
         if name is None:
             continue  # numpy / Python steps need no compilation

@@ -25,6 +25,10 @@ from tests.onnx_helpers import make_model
 
 numba = pytest.importorskip("numba")
 
+# All of it runs on the emulated ARM boards too (.ci/run sets ARM64_AOT=1 so the library can be built
+# there; without a working compiler the build tests skip).
+pytestmark = pytest.mark.arm
+
 DTYPES = ["float32", "float64", "int32", "int64", "uint8", "int8", "bool"]
 
 
@@ -50,7 +54,6 @@ scalars = st.one_of(st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(all
 values = st.recursive(st.one_of(arrays(), scalars, st.none()), lambda inner: st.tuples(inner, inner), max_leaves=4)
 
 
-@pytest.mark.arm
 @given(values)
 def test_value_key_names_exactly_the_numba_type(value):
     # The library's entry points trust their argument types, so a key must never match a value that
@@ -58,13 +61,11 @@ def test_value_key_names_exactly_the_numba_type(value):
     assert aot_build._numba_type(aot.value_key(value)) == numba.typeof(value)
 
 
-@pytest.mark.arm
 @given(values, values)
 def test_equal_keys_iff_equal_numba_types(a, b):
     assert (aot.value_key(a) == aot.value_key(b)) == (numba.typeof(a) == numba.typeof(b))
 
 
-@pytest.mark.arm
 def test_unmodelled_values_are_refused():
     for value in (np.zeros(3, np.complex64), [1, 2], "x", np.ma.zeros(3), 2**64,
                   np.zeros(5, np.uint8)[1:].view(np.float32)):  # the last one is unaligned
@@ -91,6 +92,16 @@ def _small_convnet():
     return make_model(nodes, [("x", np.float32, [1, 3, 16, 16])], ["y"], inits)
 
 
+def _residual_block():
+    """A 1x1 conv whose residual Add is fused into it; on a 7x7 plane that can be a Sequence step
+    (transposed GEMM, then the add+activation pass), which must still start without numba."""
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"]), helper.make_node("Add", ["c", "x"], ["y"])]
+    inits = {"w": rng.standard_normal((32, 32, 1, 1)).astype(np.float32) * 0.2,
+             "b": rng.standard_normal(32).astype(np.float32)}
+    return make_model(nodes, [("x", np.float32, [1, 32, 7, 7])], ["y"], inits)
+
+
 @pytest.fixture(scope="module")
 def aot_home(tmp_path_factory):
     """A cache root with a library built by ``edgert warm`` for a small convnet (numba's own cache is
@@ -98,13 +109,15 @@ def aot_home(tmp_path_factory):
     if aot_build.toolchain_problem():
         pytest.skip(aot_build.toolchain_problem())
     root = tmp_path_factory.mktemp("aot-home")
-    graph, _ = convert_graph(_small_convnet())
-    write_ert(graph, root / "net.ert")
     env = dict(os.environ, EDGERT_CACHE_DIR=str(root), NUMBA_CACHE_DIR=_jit.cache_dir(), EDGERT_AOT="1")
-    result = subprocess.run([sys.executable, "-m", "edgert", "warm", str(root / "net.ert"), "--threads", "1"],
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "AOT library built" in result.stdout and "max relative difference 0.0e+00" in result.stdout, result.stdout
+    for name, model in (("net", _small_convnet()), ("res", _residual_block())):  # the second build merges
+        graph, _ = convert_graph(model)
+        write_ert(graph, root / f"{name}.ert")
+        result = subprocess.run([sys.executable, "-m", "edgert", "warm", str(root / f"{name}.ert"), "--threads", "1"],
+                                env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "AOT library built" in result.stdout and "max relative difference 0.0e+00" in result.stdout, \
+            result.stdout
     return root, env
 
 
@@ -140,6 +153,15 @@ def test_built_library_runs_the_model_without_numba_and_matches_the_jit(aot_home
     assert not got["numba"] and not got["llvmlite"], "an AOT start must not load numba or LLVM"
     want = _jit_outputs(root / "net.ert")
     np.testing.assert_array_equal(np.asarray(got["out"]["y"], np.float32), want["y"].ravel())
+
+
+def test_a_merged_library_serves_both_models_including_sequence_steps(aot_home):
+    root, env = aot_home
+    for name in ("net", "res"):
+        got = _child(env, root / f"{name}.ert")
+        assert got["compiled"]["jit"] == 0 and not got["numba"], (name, got["compiled"])
+        want = _jit_outputs(root / f"{name}.ert")
+        np.testing.assert_array_equal(np.asarray(got["out"]["y"], np.float32), want["y"].ravel())
 
 
 def test_kernels_missing_from_the_library_fall_back_to_the_jit(aot_home, tmp_path):

@@ -59,6 +59,7 @@ def default_peak(board) -> float:
 
 def check(model, threads=1, peak=None, board=None, runs=20) -> list[dict]:
     import edgert
+    from edgert.aot_build import flat_calls
     from edgert.runtime.profile import profile_session
     sess = edgert.load(model, threads=threads, board=board)
     prof = profile_session(sess, runs=runs)
@@ -71,8 +72,9 @@ def check(model, threads=1, peak=None, board=None, runs=20) -> list[dict]:
         if row["gflops"]:
             k["gflop"] += row["gflops"] * row["median_ms"] * 1e-3
             k["flop_ms"] += row["median_ms"]
-        if hasattr(fn, "inspect_asm"):
-            k["sigs"].add((fn, tuple(fn.typeof_pyval(a) for a in args)))
+        for part, part_args in flat_calls([(fn, args)]):  # a Sequence step: each of its kernels
+            if hasattr(part, "inspect_asm"):
+                k["sigs"].add((part, tuple(part.typeof_pyval(a) for a in part_args)))
     rows = []
     for name, k in sorted(per_kernel.items(), key=lambda kv: -kv[1]["ms"]):
         fma = {"vector_fma": 0, "scalar_fma": 0, "widest_bits": 0}

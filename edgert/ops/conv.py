@@ -32,7 +32,7 @@ from ..kernels import gemv as KV
 from ..kernels import spmm as KS
 from ..kernels.act import act_args, reference_act
 from .common import ACT_ATTRS, check_activation, flat
-from .registry import OpDef, Prepared, register
+from .registry import OpDef, Prepared, Sequence, register
 from .shape import int_attr, int_list
 
 PARALLEL_MIN_MACS = 1_000_000
@@ -218,14 +218,9 @@ class Conv(OpDef):
             if not (N == 1 and (H, W) == (1, 1)) and not transposed_better(H * W, M):
                 return self._gemm(node, attrs, ins[:3], outs, ctx, outs[0].size * Cg, residual=True)
         inner = self._prepare(node, plain, ins[:3], outs, ctx)
-        base_fn, base_bind, code = inner.fn, inner.bind, act_args(attrs)
-
-        def run(args, y, r):
-            base_fn(*args)
-            KS.f32_add_act(y, r, y, *code)
-
-        inner.fn = run
-        inner.bind = lambda i, o, s: (base_bind(i[:3], o, s), flat(o[0]), flat(i[3]))
+        base_bind, code = inner.bind, act_args(attrs)
+        inner.fn = Sequence(inner.fn, KS.f32_add_act)  # not a closure: each call resolves to AOT/JIT
+        inner.bind = lambda i, o, s: (base_bind(i[:3], o, s), (flat(o[0]), flat(i[3]), flat(o[0]), *code))
         inner.kernel += "+f32_add_act"
         inner.reason += "; then the fused residual Add and the activation in one pass"
         return inner

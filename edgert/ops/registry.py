@@ -42,6 +42,25 @@ class Prepared:
         return sum(a.nbytes for a in self.packed.values())
 
 
+class Sequence:
+    """A step made of several calls in a row: a conv then a fused residual pass, a kernel then a
+    Python range check. ``bind`` returns one argument tuple per call.
+
+    Prefer this to a Python closure that calls kernels: the session resolves each call on its own
+    (the ahead-of-time library's entry point, or the numba dispatcher) when it binds, so a sequence
+    of kernels starts without numba like a single kernel does, and ``edgert warm`` sees every kernel.
+    """
+
+    __slots__ = ("calls",)
+
+    def __init__(self, *calls):
+        self.calls = calls
+
+    def __call__(self, *arg_tuples):
+        for fn, args in zip(self.calls, arg_tuples):
+            fn(*args)
+
+
 class PrepareContext:
     """What ``infer`` and ``prepare`` may look at besides the node: constants, and the thread count."""
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import InputError
 from ..kernels import shape as K
 from .common import coalesce, flat
-from .registry import REQUIRED, OpDef, Prepared, register
+from .registry import REQUIRED, OpDef, Prepared, Sequence, register
 
 MAX_IO = 1 << 16  # Concat inputs / Split outputs
 
@@ -406,11 +406,8 @@ class Gather(OpDef):
             return Prepared("np_take", run_numpy, lambda i, o, s: (i[0], i[1], o[0]),
                             reason="numpy take (dtype is not f32)")
 
-        def run(x, indices, out, status):
-            K.f32_gather_rows_checked(x, indices, out, outer, n, inner, status)
-            check(status)
-
-        return Prepared("f32_gather_rows_checked", run, lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), s[0]),
+        return Prepared("f32_gather_rows_checked", Sequence(K.f32_gather_rows_checked, check),
+                        lambda i, o, s: ((flat(i[0]), flat(i[1]), flat(o[0]), outer, n, inner, s[0]), (s[0],)),
                         scratch=[((2,), "i64")], reason="runtime indices, range-checked before any read")
 
 

@@ -33,7 +33,7 @@ from ..kernels import spmm as KS
 from ..kernels.act import act_args, reference_act
 from .common import ACT_ATTRS, check_activation, flat
 from .conv import PARALLEL_MIN_MACS, writable
-from .registry import OpDef, PrepareContext, Prepared, get_op, register
+from .registry import OpDef, PrepareContext, Prepared, Sequence, get_op, register
 
 # Cost model defaults, per thread, fitted by tools/calibrate_sparse.py on the x86-64 host (1 thread,
 # the 1x1 shapes of MobileNetV2 and the MediaPipe detectors at 70-95% random sparsity; the fit picks
@@ -127,7 +127,8 @@ class SparseConv1x1(OpDef):
     num_inputs = (4, 6)
     inplace = 5  # the fused residual: each output tile is read from it, then written over it
     kernels = ("f32_spmm_rows", "f32_spmm_rows_mt", "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_t", "f32_gemm_t_mt",
-               "f32_gemv", "f32_gemv_mt", "f32_gemm_prepacked", "f32_gemm_prepacked_mt")
+               "f32_gemm_direct", "f32_gemm_direct_mt", "f32_gemv", "f32_gemv_mt", "f32_gemm_prepacked",
+               "f32_gemm_prepacked_mt")
 
     def _block(self, node, attrs):
         block = attrs["block"]
@@ -271,13 +272,9 @@ class SparseConv1x1(OpDef):
             return prepared
         k = len(prepared.scratch)
         prepared.scratch = list(prepared.scratch) + [(tuple(outs[0].shape), "f32")]
-        gemm, code = prepared.fn, act_args(attrs)
-
-        def run(gemm_args, acc, res, out):
-            gemm(*gemm_args)
-            KS.f32_add_act(acc, res, out, *code)
-
-        prepared.fn = run
-        prepared.bind = lambda i, o, s: (bind(i[:1] + i[4:5], [s[k]], s), flat(s[k]), flat(i[5]), flat(o[0]))
+        code = act_args(attrs)
+        prepared.fn = Sequence(prepared.fn, KS.f32_add_act)
+        prepared.bind = lambda i, o, s: (bind(i[:1] + i[4:5], [s[k]], s),
+                                         (flat(s[k]), flat(i[5]), flat(o[0]), *code))
         prepared.kernel += "+f32_add_act"
         return prepared

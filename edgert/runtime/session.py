@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..ir.format import read_ert
 from ..ir.graph import Graph
 from ..kernels import _jit
+from ..ops.registry import Sequence
 from .planner import ALIGN
 
 # Numba's 'workqueue' threading layer aborts if two threads launch parallel kernels at once; without
@@ -209,20 +210,26 @@ def _resolve(calls):
     """Pick what each step calls: the ahead-of-time compiled kernel for exactly these argument types
     when the host's AOT library has it (no numba needed), else the numba dispatcher (the JIT is
     enabled then), or a plain Python/numpy function as is. Returns (steps, how per step)."""
-    from .. import aot
     steps, how = [], []
     for fn, args in calls:
-        compiled = aot.lookup(fn, args)
-        if compiled is not None:
-            steps.append((compiled, args))
-            how.append("aot")
-        elif aot.kernel_name(fn) is not None:
-            steps.append((fn.dispatcher() if isinstance(fn, _jit.LazyKernel) else fn, args))
-            how.append("jit")
-        else:
-            steps.append((fn, args))
-            how.append("python")
+        fn, mode = _resolve_call(fn, args)
+        steps.append((fn, args))
+        how.append(mode)
     return steps, how
+
+
+def _resolve_call(fn, args):
+    from .. import aot
+    if isinstance(fn, Sequence):  # each call resolved on its own; the step is JIT if any part is
+        parts = [_resolve_call(f, a) for f, a in zip(fn.calls, args)]
+        modes = {mode for _, mode in parts}
+        return Sequence(*(f for f, _ in parts)), "jit" if "jit" in modes else "aot" if "aot" in modes else "python"
+    compiled = aot.lookup(fn, args)
+    if compiled is not None:
+        return compiled, "aot"
+    if aot.kernel_name(fn) is not None:
+        return (fn.dispatcher() if isinstance(fn, _jit.LazyKernel) else fn), "jit"
+    return fn, "python"
 
 
 def load(path, board=None, threads=None, verify: bool = True, options=None, memory_budget=None,
