@@ -26,7 +26,6 @@ import numpy as np
 from ..kernels import conv as KC
 from ..kernels import dwconv as KD
 from ..kernels import gemm as KG
-from ..kernels import gemm_direct as KJ
 from ..kernels import gemm_res as KR
 from ..kernels import gemm_t as KT
 from ..kernels import gemv as KV
@@ -46,15 +45,6 @@ DW_PARALLEL_MIN_MACS = 100_000
 # on 6x6 and 7x7 planes (3x3 and 5x5), but 1.2-2x on 12x12 and larger, where transposing the
 # planes in and out costs more than the idle lanes of the grid.
 CVEC_MAX_PIXELS = 49
-DIRECT_MAX_M = 32  # 1x1 convs to at most this many channels read X in place (f32_gemm_direct) ...
-
-
-def direct_better(P: int, M: int, K: int, NR: int = KG.NR) -> bool:
-    """... when P is whole panels, K >= 24 and the row stride of X is not a multiple of 16 KiB.
-    Measured against f32_gemm_rows (1 thread, one process, AVX-512): 0.76-0.91x the time for M <= 32
-    on 32x32 to 112x112 planes with K >= 24; but 1.3x with K = 16-24 on 64x64 planes (K rows 16 KiB
-    apart compete for the same cache sets) and 1.04-1.12x with K = 16 (the copy is cheap there)."""
-    return P % NR == 0 and M <= DIRECT_MAX_M and K >= 24 and (4 * P) % 16384 != 0
 # Direct convolution on rows beat im2col + GEMM on every shape measured (K = 27 to 2304: stems,
 # 3x3 at 16-256 channels; 0.46-0.89x the time, tools/bench_kernels.py and BENCHMARKS.md), so the
 # limit is the largest K measured rather than the 64 first assumed.
@@ -157,7 +147,7 @@ class Conv(OpDef):
                "f32_dwconv_generic", "f32_dwconv_generic_mt",
                "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_t", "f32_gemm_t_mt", "f32_gemm_im2col",
                "f32_gemm_im2col_mt", "f32_conv_rows", "f32_conv_rows_mt", "f32_gemv", "f32_gemv_mt",
-               "f32_gemm_rows_res", "f32_gemm_rows_res_mt", "f32_gemm_direct", "f32_gemm_direct_mt")
+               "f32_gemm_rows_res", "f32_gemm_rows_res_mt")
 
     def infer(self, node, attrs, ins, ctx):
         check_activation(self, node, attrs)
@@ -330,8 +320,6 @@ class Conv(OpDef):
         # output rows that fill whole panels (at most ROWS_MAX_WASTE of the last one is padding).
         if pointwise and G == 1 and w_const and not residual and transposed_better(npix, Mg):
             return self._gemm_t(node, attrs, ins, outs, ctx, macs, w, b)
-        if pointwise and G == 1 and w_const and b_const and direct_better(npix, Mg, K):
-            return self._gemm_direct(node, attrs, ins, outs, ctx, macs, w, b, residual)
         rows = (not pointwise and w_const and K <= ROWS_MAX_K and sw in (1, 2)
                 and -(-OW // KG.NR) * KG.NR <= OW * (1 + ROWS_MAX_WASTE))
         T, chunks, pg = KG.work_split(_workers(ctx, macs, 2), N * G, Mg, npix, K)
@@ -392,26 +380,6 @@ class Conv(OpDef):
                                f"{T} thread{'s' if T > 1 else ''}"
                                + ("" if w_const else "; weights are computed, packed every run"))
 
-
-    def _gemm_direct(self, node, attrs, ins, outs, ctx, macs, w, b, residual):
-        """1x1 stride 1 with few output channels and whole panels: the micro-kernel reads X in place."""
-        N, C, H, W = ins[0].shape
-        M, K = ins[1].shape[:2]
-        P = H * W
-        T = _workers(ctx, macs, N * P // KG.NR)
-        g = KG.geometry(koff=np.arange(K) * P, m=M, n=P, k=K, nimg=N, b_is=C * P, ldb=P, y_is=M * P, ldy=P,
-                        bias_mode=KG.BIAS_ROW)
-        bias = flat(b) if b is not None else np.zeros(M, np.float32)
-        packed = {"weight": KG.pack_a(w.reshape(M, K)), "bias": bias, "geometry": g}
-        name = "f32_gemm_direct" + ("_mt" if T > 1 else "")
-        act = act_args(attrs)
-        return Prepared(name, getattr(KJ, name),
-                        lambda i, o, s: (packed["weight"], flat(writable(i[0])), bias, flat(o[0]),
-                                         flat(i[3]) if residual else _DUMMY, residual, g, s[0], *act),
-                        scratch=[((T, KG.MR * KG.NR), "f32")], packed=packed,
-                        reason=f"1x1 stride 1, {M} output channels: GEMM {M}x{K} @ {K}x{P} reading X in place "
-                               f"(no panel copies){', residual Add fused' if residual else ''}, "
-                               f"{T} thread{'s' if T > 1 else ''}")
 
     def _gemm_t(self, node, attrs, ins, outs, ctx, macs, w, b):
         """1x1 stride 1 on a small plane: C^T = X^T @ W^T, the output channels as panel columns."""

@@ -127,8 +127,7 @@ class SparseConv1x1(OpDef):
     num_inputs = (4, 6)
     inplace = 5  # the fused residual: each output tile is read from it, then written over it
     kernels = ("f32_spmm_rows", "f32_spmm_rows_mt", "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_t", "f32_gemm_t_mt",
-               "f32_gemm_direct", "f32_gemm_direct_mt", "f32_gemv", "f32_gemv_mt", "f32_gemm_prepacked",
-               "f32_gemm_prepacked_mt")
+               "f32_gemv", "f32_gemv_mt", "f32_gemm_prepacked", "f32_gemm_prepacked_mt")
 
     def _block(self, node, attrs):
         block = attrs["block"]

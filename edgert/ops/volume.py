@@ -103,8 +103,7 @@ class Conv3D(OpDef):
     attrs = {"strides": [1, 1, 1], "pads": [0] * 6, "dilations": [1, 1, 1], "group": 1, "in_offset": 0,
              "in_channels": 0, **ACT_ATTRS}
     num_inputs = (2, 3)
-    kernels = ("f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_t", "f32_gemm_t_mt", "f32_gemm_direct",
-               "f32_gemm_direct_mt", "f32_conv3d_direct")
+    kernels = ("f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_t", "f32_gemm_t_mt", "f32_conv3d_direct")
 
     def infer(self, node, attrs, ins, ctx):
         check_activation(self, node, attrs)
