@@ -177,18 +177,21 @@ def test_kernels_missing_from_the_library_fall_back_to_the_jit(aot_home, tmp_pat
     np.testing.assert_allclose(np.asarray(got["out"]["y"], np.float32), want["y"].ravel(), rtol=1e-6, atol=1e-7)
 
 
-def test_a_library_for_other_kernel_sources_is_ignored(aot_home, monkeypatch):
-    root, env = aot_home
-    monkeypatch.setenv("EDGERT_CACHE_DIR", str(root))
+@pytest.fixture
+def library_here(aot_home, monkeypatch):
+    """This process reads the test library (and forgets it afterwards)."""
+    monkeypatch.setenv("EDGERT_CACHE_DIR", str(aot_home[0]))
     monkeypatch.setenv("EDGERT_AOT", "1")
     aot.forget()
-    try:
-        assert aot.host_library_target() is not None
-        monkeypatch.setattr(aot, "sources_digest", lambda: "edited")
-        aot.forget()
-        assert aot.host_library_target() is None
-    finally:
-        aot.forget()
+    yield
+    aot.forget()
+
+
+def test_a_library_for_other_kernel_sources_is_ignored(library_here, monkeypatch):
+    assert aot.host_library_target() is not None
+    monkeypatch.setattr(aot, "sources_digest", lambda: "edited")
+    aot.forget()
+    assert aot.host_library_target() is None
 
 
 def _sample(key):
@@ -205,31 +208,22 @@ def _sample(key):
     return None
 
 
-def test_lookup_never_serves_other_argument_types(aot_home, monkeypatch):
-    root, _ = aot_home
-    monkeypatch.setenv("EDGERT_CACHE_DIR", str(root))
-    monkeypatch.setenv("EDGERT_AOT", "1")
-    aot.forget()
-    try:
-        manifest = aot.read_manifest(aot.library_dir())
-        for entry in manifest["entries"]:
-            args = tuple(_sample(k) for k in json.loads(entry["key"]))
-            if all(a is not None for a in args) and any(isinstance(a, np.ndarray) for a in args):
-                break
-        else:
-            pytest.fail("no library entry with C-contiguous arrays to probe")
-        module, _, name = entry["kernel"].partition(":")
-        kernel = getattr(__import__(module, fromlist=[name]), name)
-        assert aot.lookup(kernel, args) is not None
-        i = next(i for i, a in enumerate(args) if isinstance(a, np.ndarray))
-        other = np.float64 if args[i].dtype != np.float64 else np.float32
-        changed = args[i].astype(other)
-        changed.setflags(write=args[i].flags.writeable)  # only the dtype differs
-        wrong = args[:i] + (changed,) + args[i + 1:]
-        assert aot.lookup(kernel, wrong) is None  # another dtype: never the compiled entry point
-        assert aot.lookup(np.copyto, args) is None  # not a kernel
-    finally:
-        aot.forget()
+def test_lookup_never_serves_other_argument_types(library_here):
+    manifest = aot.read_manifest(aot.library_dir())
+    for entry in manifest["entries"]:
+        args = tuple(_sample(k) for k in json.loads(entry["key"]))
+        if all(a is not None for a in args) and any(isinstance(a, np.ndarray) for a in args):
+            break
+    else:
+        pytest.fail("no library entry with C-contiguous arrays to probe")
+    module, _, name = entry["kernel"].partition(":")
+    kernel = getattr(__import__(module, fromlist=[name]), name)
+    assert aot.lookup(kernel, args) is not None
+    i = next(i for i, a in enumerate(args) if isinstance(a, np.ndarray))
+    changed = args[i].astype(np.float64 if args[i].dtype != np.float64 else np.float32)
+    changed.setflags(write=args[i].flags.writeable)  # only the dtype differs
+    assert aot.lookup(kernel, args[:i] + (changed,) + args[i + 1:]) is None  # never another type's entry
+    assert aot.lookup(np.copyto, args) is None  # not a kernel
 
 
 def test_warm_without_a_compiler_says_why_and_keeps_the_jit_cache(tmp_path, monkeypatch):
