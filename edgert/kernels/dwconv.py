@@ -432,7 +432,9 @@ MODE_GENERIC, MODE_ROWS, MODE_GRID = 0, 1, 2
 @inline
 def _planes(x, w, bias, out, g, scratch, t, T, mode, code, p, q):
     buf = scratch[t]
-    for pidx in range(t, g[D_PLANES], T):
+    # Contiguous ranges of planes per worker: with every other plane (t, t+T, ...) two workers wrote
+    # the cache lines where neighbouring small planes meet (a 7x7 plane is 196 bytes).
+    for pidx in range(t * g[D_PLANES] // T, (t + 1) * g[D_PLANES] // T):
         if mode == MODE_GRID:
             if g[D_KH] == 3 and g[D_SW] == 1:
                 _plane_grid(x, w, bias, out, g, buf, pidx, code, p, q, 3, 1)
@@ -635,7 +637,7 @@ def f32_dwconv_cvec_mt(x, wp, bp, out, g, scratch, code, p, q):
     nblk = ((g[D_PLANES] + VW - 1) // VW) * (out.size // (g[D_PLANES] * g[D_OH] * g[D_OW]))
     for t in prange(T):
         buf = _cvec_blocks(x, wp, bp, out, g, scratch, t, T)
-        for blk in range(t, nblk, T):
+        for blk in range(t * nblk // T, (t + 1) * nblk // T):
             if g[D_KH] == 3:
                 _cvec_block(x, wp, bp, out, g, buf, blk, code, p, q, 3)
             else:
