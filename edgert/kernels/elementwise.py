@@ -7,7 +7,7 @@ contiguous. Same-shape and scalar operands take flat loops that LLVM vectorises.
 
 from __future__ import annotations
 
-from ._jit import inline, kernel
+from ._jit import inline, kernel, prange
 from .act import CLIP, HARDSWISH, NONE, RELU, SIGMOID, apply_act
 
 ADD, SUB, MUL, DIV, MAX, MIN, POW = range(7)
@@ -241,19 +241,46 @@ def _add_prelu_row_strided(x, r, slope, out, o, n, sb, ss):
         out[o + i] = v if v >= 0.0 else v * slope[sb + i * ss]
 
 
+@inline
+def _prelu_rows(x, r, slope, sstr, out, shape, row0, row1, add):
+    """Rows [row0, row1) of the coalesced [n0, n1, n2] x n3 view (PRelu, or PRelu(x + r) when add)."""
+    n1, n2, n3 = shape[1], shape[2], shape[3]
+    s3 = sstr[3]
+    for row in range(row0, row1):
+        i2 = row % n2
+        i1 = (row // n2) % n1
+        i0 = row // (n1 * n2)
+        sb = i0 * sstr[0] + i1 * sstr[1] + i2 * sstr[2]
+        o = row * n3
+        if add:
+            if s3 == 0:
+                _add_prelu_row_const(x, r, out, o, n3, slope[sb])
+            else:
+                _add_prelu_row_strided(x, r, slope, out, o, n3, sb, s3)
+        elif s3 == 0:
+            _prelu_row_const(x, out, o, n3, slope[sb])
+        else:
+            _prelu_row_strided(x, slope, out, o, n3, sb, s3)
+
+
 @kernel
 def f32_add_prelu_strided4(x, r, slope, sstr, out, shape):
     """PRelu(x + r): a residual Add fused into the PRelu that reads it (x, r, out contiguous, same
     shape; out may alias x or r). Slope broadcast as in ``f32_prelu_strided4``."""
-    n0, n1, n2, n3 = shape[0], shape[1], shape[2], shape[3]
-    s3 = sstr[3]
-    o = 0
-    for i0 in range(n0):
-        for i1 in range(n1):
-            for i2 in range(n2):
-                sb = i0 * sstr[0] + i1 * sstr[1] + i2 * sstr[2]
-                if s3 == 0:
-                    _add_prelu_row_const(x, r, out, o, n3, slope[sb])
-                else:
-                    _add_prelu_row_strided(x, r, slope, out, o, n3, sb, s3)
-                o += n3
+    _prelu_rows(x, r, slope, sstr, out, shape, 0, shape[0] * shape[1] * shape[2], True)
+
+
+@kernel(parallel=True)
+def f32_add_prelu_strided4_mt(x, r, slope, sstr, out, shape, T):
+    """``f32_add_prelu_strided4`` with the rows split into T contiguous ranges under prange."""
+    rows = shape[0] * shape[1] * shape[2]
+    for t in prange(T):
+        _prelu_rows(x, r, slope, sstr, out, shape, t * rows // T, (t + 1) * rows // T, True)
+
+
+@kernel(parallel=True)
+def f32_prelu_strided4_mt(x, slope, sstr, out, shape, T):
+    """``f32_prelu_strided4`` with the rows split into T contiguous ranges under prange."""
+    rows = shape[0] * shape[1] * shape[2]
+    for t in prange(T):
+        _prelu_rows(x, x, slope, sstr, out, shape, t * rows // T, (t + 1) * rows // T, False)

@@ -54,6 +54,19 @@ def test_prelu_with_fused_addend_matches_reference(shape, slope_kind, const, see
     assert_close(got[0], want[0], what="PRelu+R")
 
 
+@pytest.mark.parametrize("addend", [False, True])
+@pytest.mark.parametrize("shape,slope_shape", [((1, 32, 96, 96), (32, 1, 1)), ((2, 5, 130, 103), (5, 1, 1)),
+                                               ((1, 3, 211, 212), (3, 1, 212))])
+def test_prelu_two_threads(shape, slope_shape, addend):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    slope = rng.uniform(-0.5, 0.5, slope_shape).astype(np.float32)
+    inputs = [("x", x), ("s", slope)] + ([("r", rng.standard_normal(shape).astype(np.float32))] if addend else [])
+    got, want, sess = run_both("PRelu", inputs, consts={"s"}, threads=2)
+    assert sess.describe()["nodes"][0]["kernel"] == ("f32_add_prelu_strided4_mt" if addend else "f32_prelu_strided4_mt")
+    assert_close(got[0], want[0], what="PRelu _mt")
+
+
 @pytest.mark.arm
 @given(op=st.sampled_from(["Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "Clip"]),
        shape=st.lists(st.integers(1, 9), min_size=0, max_size=4), seed=st.integers(0, 2**31 - 1))
