@@ -116,8 +116,10 @@ def aot_home(tmp_path_factory):
         result = subprocess.run([sys.executable, "-m", "edgert", "warm", str(root / f"{name}.ert"), "--threads", "1"],
                                 env=env, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "AOT library built" in result.stdout and "max relative difference 0.0e+00" in result.stdout, \
-            result.stdout
+        # The second model may need no new signature (e.g. on ARM, where its conv takes a kernel the
+        # first one compiled): then the library is reused as it is.
+        assert ("AOT library built" in result.stdout or name == "res" and "AOT library already had" in result.stdout) \
+            and "max relative difference 0.0e+00" in result.stdout, result.stdout
     return root, env
 
 
