@@ -4,7 +4,8 @@
         --repeats 5 --work /tmp/bs --markdown /tmp/start.md
 
 Every number is one fresh Python process: start = import of the engine + load/session creation +
-first run (numpy's import excluded), 1 thread, medians over ``--repeats`` processes. Per model, a
+first run (numpy's import excluded), 1 thread, medians over ``--repeats`` processes, with Python's
+bytecode cache on (see ``main``). Per model, a
 new empty cache root (``EDGERT_CACHE_DIR``) is used:
 
 * cold: the first process (numba compiles every kernel the model needs, into the cache);
@@ -123,6 +124,10 @@ def main(argv=None):
     ap.add_argument("--markdown", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    # Python's bytecode cache as users have it: with PYTHONDONTWRITEBYTECODE set (as on the development
+    # machine) every process recompiles edgert's ~50 modules from source (~80 ms), while the engines
+    # installed from wheels come with their .pyc files. The cold run writes them.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     work = Path(args.work or tempfile.mkdtemp(prefix="edgert-bench-start-"))
     work.mkdir(parents=True, exist_ok=True)
     command = "python tools/bench_start.py " + " ".join(argv if argv is not None else sys.argv[1:])
