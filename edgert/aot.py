@@ -127,12 +127,29 @@ def forget() -> None:
 
 
 def _module():
+    """The library's extension module, or None (with a warning, once) when it cannot be loaded: a
+    damaged or foreign file must cost the JIT's start, never a crash."""
     lib = _library()
-    if lib["module"] is None:
+    if lib["module"] is None and lib["table"]:
         manifest = lib["manifest"]
-        spec = importlib.util.spec_from_file_location(manifest["module"], lib["dir"] / manifest["file"])
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        path = lib["dir"] / manifest["file"]
+        try:
+            # dlopen of a truncated or altered file can kill the process (SIGBUS), so check it first.
+            data = path.read_bytes()
+            if len(data) != manifest.get("size") or hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
+                raise ImportError("its size or checksum differs from the manifest (damaged or replaced)")
+            spec = importlib.util.spec_from_file_location(manifest["module"], path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            missing = sorted({e for e in lib["table"].values() if not hasattr(module, e)})
+            if missing:
+                raise ImportError(f"entry points {missing[:3]} missing")
+        except (ImportError, OSError, AttributeError) as exc:
+            import warnings
+            warnings.warn(f"edgert: the AOT kernel library {path} cannot be loaded ({exc}); kernels use the "
+                          "numba JIT. Rebuild it with `edgert warm MODEL`.", RuntimeWarning, stacklevel=3)
+            lib["table"] = {}
+            return None
         lib["module"] = module
     return lib["module"]
 
@@ -200,4 +217,5 @@ def lookup(fn, args):
     except Unsupported:
         return None
     symbol = lib["table"].get((name, key))
-    return None if symbol is None else getattr(_module(), symbol)
+    module = None if symbol is None else _module()
+    return None if module is None else getattr(module, symbol)

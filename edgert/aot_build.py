@@ -168,7 +168,9 @@ def build(entries, progress=None) -> dict:
     built = next(tmp.glob(f"{module_name}*"))
     os.replace(built, directory / built.name)  # a new name: processes using the old file keep it
     shutil.rmtree(tmp, ignore_errors=True)
+    data = (directory / built.name).read_bytes()
     manifest = {"format": aot.FORMAT, "module": module_name, "file": built.name,
+                "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                 "vector_width": int(simd.VW), "has_fma": bool(simd.HAS_FMA),
                 "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "entries": manifest_entries}
     with atomic_write(directory / aot.MANIFEST, "w") as f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -226,6 +227,18 @@ def test_lookup_never_serves_other_argument_types(library_here):
     changed.setflags(write=args[i].flags.writeable)  # only the dtype differs
     assert aot.lookup(kernel, args[:i] + (changed,) + args[i + 1:]) is None  # never another type's entry
     assert aot.lookup(np.copyto, args) is None  # not a kernel
+
+
+def test_a_damaged_library_warns_and_the_model_runs_on_the_jit(aot_home, tmp_path):
+    root, env = aot_home
+    damaged = tmp_path / "home"
+    shutil.copytree(root / "aot", damaged / "aot")
+    so = next((damaged / "aot").rglob("*.so"))
+    so.write_bytes(so.read_bytes()[:4096])  # truncated, as by a full disk or an interrupted copy
+    got = _child(dict(env, EDGERT_CACHE_DIR=str(damaged)), root / "net.ert")
+    assert got["compiled"]["aot"] == 0 and got["numba"]
+    want = _jit_outputs(root / "net.ert")
+    np.testing.assert_array_equal(np.asarray(got["out"]["y"], np.float32), want["y"].ravel())
 
 
 def test_warm_without_a_compiler_says_why_and_keeps_the_jit_cache(tmp_path, monkeypatch):
