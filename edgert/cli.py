@@ -291,7 +291,9 @@ def bench(model, threads, board, runs, warmup, as_json, profile, trace, top, mem
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(f"{result['model']}  threads {result['threads']}")
-    click.echo(f"load+prepare {result['load_ms']:.1f} ms   first run {result['first_run_ms']:.1f} ms")
+    c = result["compiled"]
+    click.echo(f"load+prepare {result['load_ms']:.1f} ms   first run {result['first_run_ms']:.1f} ms   "
+               f"(steps: {c['aot']} AOT, {c['jit']} JIT, {c['python']} numpy)")
     click.echo(f"latency median {result['median_ms']:.3f} ms   p90 {result['p90_ms']:.3f} ms   min {result['min_ms']:.3f} ms"
                f"   ({result['runs']} runs)")
     click.echo(f"peak RSS {result['peak_rss_mib']:.1f} MiB   arena {_fmt_bytes(result['arena_bytes'])}")

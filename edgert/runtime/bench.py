@@ -59,4 +59,5 @@ def bench_model(path, threads=None, board=None, runs=50, warmup=5, memory_budget
         "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
         "min_ms": float(times.min()), "runs": int(times.size), "peak_rss_mib": peak_rss_mib(),
         "arena_bytes": sess.plan.arena_bytes, "lower_bound_bytes": sess.plan.lower_bound,
+        "compiled": {how: sess.compiled.count(how) for how in ("aot", "jit", "python")},
     }
