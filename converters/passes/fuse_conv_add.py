@@ -10,7 +10,7 @@ before the Add.
 
 from __future__ import annotations
 
-from .rewrite import is_private, take_over_output, uses
+from .rewrite import absorb_add, computed_after, is_private, residual_add, uses
 
 
 def _pointwise(graph, conv) -> bool:
@@ -29,25 +29,17 @@ def fuse_conv_add(graph) -> int:
         if (conv.op != "Conv" or len(conv.inputs) > 3 or conv.attrs.get("activation", "none") != "none"
                 or not _pointwise(graph, conv) or not is_private(graph, conv.outputs[0], use_count)):
             continue
-        y = conv.outputs[0]
-        add = next((n for n in graph.nodes if n.op == "Add" and y in n.inputs), None)
-        if add is None or add.inputs[0] == add.inputs[1]:
+        found = residual_add(graph, conv)
+        if found is None or graph.tensors[found[1]].dtype != "f32":
             continue
-        other = add.inputs[1] if add.inputs[0] == y else add.inputs[0]
-        shape = tuple(graph.tensors[y].shape)
-        if (tuple(graph.tensors[other].shape) != shape or tuple(graph.tensors[add.outputs[0]].shape) != shape
-                or graph.tensors[other].dtype != "f32"):
-            continue
-        producers = {o: k for k, n in enumerate(graph.nodes) for o in n.outputs}
-        if producers.get(other, -1) > graph.nodes.index(conv):
+        add, other = found
+        if computed_after(graph, other, conv):
             # Computed after the conv (BlazeFace pads the shortcut's channels between the conv and the
             # Add): the conv moves down to just before the Add. Its inputs exist earlier still, and the
             # Add is its only reader.
             graph.nodes.remove(conv)
             graph.nodes.insert(graph.nodes.index(add), conv)
-        conv.inputs = conv.inputs[:2] + [conv.inputs[2] if len(conv.inputs) > 2 else "", other]
-        conv.attrs.update({k: add.attrs[k] for k in ("activation", "act_a", "act_b") if k in add.attrs})
-        take_over_output(graph, conv, 0, add)
+        absorb_add(graph, conv, add, 3, other)
         use_count = uses(graph)
         fused += 1
     return fused

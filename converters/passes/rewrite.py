@@ -82,3 +82,35 @@ def new_const(graph, base, value) -> str:
     logical = "f32" if value.dtype == np.float16 else from_numpy(value.dtype)
     graph.tensors[name] = TensorInfo(name, tuple(value.shape), logical)
     return name
+
+
+ACT_KEYS = ("activation", "act_a", "act_b")
+
+
+def residual_add(graph, node):
+    """(Add, other operand) when ``node``'s output feeds an Add of the same shape as the other operand
+    and the result (a residual connection a producer can absorb), else None."""
+    y = node.outputs[0]
+    add = next((n for n in graph.nodes if n.op == "Add" and y in n.inputs), None)
+    if add is None or add.inputs[0] == add.inputs[1]:
+        return None
+    other = add.inputs[1] if add.inputs[0] == y else add.inputs[0]
+    shape = tuple(graph.tensors[y].shape)
+    if tuple(graph.tensors[other].shape) != shape or tuple(graph.tensors[add.outputs[0]].shape) != shape:
+        return None
+    return add, other
+
+
+def computed_after(graph, name, node) -> bool:
+    """Is tensor ``name`` produced by a node that runs after ``node``?"""
+    producers = {o: k for k, n in enumerate(graph.nodes) for o in n.outputs}
+    return producers.get(name, -1) > graph.nodes.index(node)
+
+
+def absorb_add(graph, node, add, r_index, other) -> None:
+    """``node`` takes the Add's other operand as its input ``r_index`` and the Add's activation, and
+    computes the Add's output; the Add leaves the graph."""
+    inputs = list(node.inputs) + [""] * (r_index - len(node.inputs))
+    node.inputs = inputs[:r_index] + [other]
+    node.attrs.update({k: add.attrs[k] for k in ACT_KEYS if k in add.attrs})
+    take_over_output(graph, node, 0, add)

@@ -21,7 +21,7 @@ import numpy as np
 from edgert.ir.graph import TensorInfo
 from edgert.ops.sparse import BLOCKS, to_csr
 
-from .rewrite import is_private, take_over_output, uses
+from .rewrite import absorb_add, computed_after, is_private, residual_add, uses
 
 THRESHOLD = 0.5  # fraction of zero weights from which a layer is stored sparse
 
@@ -110,20 +110,13 @@ def fuse_residual(graph) -> int:
         if (node.op != "SparseConv1x1" or len(node.inputs) > 5
                 or node.attrs.get("activation", "none") != "none" or not is_private(graph, node.outputs[0], use_count)):
             continue
-        y = node.outputs[0]
-        add = next((n for n in graph.nodes if n.op == "Add" and y in n.inputs), None)
-        if add is None or add.inputs[0] == add.inputs[1]:
+        found = residual_add(graph, node)
+        if found is None:
             continue
-        other = add.inputs[1] if add.inputs[0] == y else add.inputs[0]
-        shape = tuple(graph.tensors[y].shape)
-        if tuple(graph.tensors[other].shape) != shape or tuple(graph.tensors[add.outputs[0]].shape) != shape:
-            continue
-        producers = {o: k for k, n in enumerate(graph.nodes) for o in n.outputs}
-        if producers.get(other, -1) > graph.nodes.index(node):
+        add, other = found
+        if computed_after(graph, other, node):
             continue  # computed after the conv: it cannot be the conv's input without reordering
-        node.inputs = node.inputs[:4] + [node.inputs[4] if len(node.inputs) > 4 else "", other]
-        node.attrs.update({k: add.attrs[k] for k in ("activation", "act_a", "act_b") if k in add.attrs})
-        take_over_output(graph, node, 0, add)
+        absorb_add(graph, node, add, 5, other)
         use_count = uses(graph)
         fused += 1
     return fused
