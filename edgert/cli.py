@@ -396,7 +396,12 @@ def warm(model, board, threads, build_aot):
     click.echo(f"numba cache: {len(sess.steps)} steps compiled in {time.perf_counter() - t0:.2f} s ({cache_dir()})")
     if not build_aot:
         return
+    import platform
+
     from . import aot, aot_build
+    if sess.board is not None and sess.board.arch != platform.machine():
+        click.echo(f"note: --board {sess.board.id} is {sess.board.arch}; kernels are compiled for this machine "
+                   f"({platform.machine()}). Run edgert warm on the board itself for its cache and library.")
     serial = sess if sess.threads == 1 else _load(model, 1, board)
     entries, skipped = aot_build.session_entries(sess)
     if serial is not sess:

@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.bench_models import MODELS as ZOO_MODELS  # noqa: E402
-from tools.bench_models import _cpu_name, start_times  # noqa: E402
+from tools.bench_models import MODELS as ZOO_MODELS
+from tools.bench_models import _cpu_name, start_times
 
 _EDGERT_PROBE = r"""
 import json, sys, time
@@ -99,11 +99,11 @@ def measure(name, work: Path, repeats: int) -> dict:
 
 def markdown(results, command, repeats) -> str:
     lines = [f"Command: `{command}`", "",
-             f"Machine: {os.cpu_count()} CPUs, {_cpu_name()}; date {time.strftime('%Y-%m-%d')}; medians of "
-             f"{repeats} fresh processes, 1 thread", "",
-             "| model | edgert cold start | warm, numba cache | `edgert warm` (once) | **warm, AOT library** "
-             "(load + first run) | numba imported | reference start | **AOT / reference** | JIT / reference | "
-             "peak RSS MiB: AOT / JIT / reference | LiteRT start (same weights) |",
+             (f"Machine: {os.cpu_count()} CPUs, {_cpu_name()}; date {time.strftime('%Y-%m-%d')}; medians of "
+              f"{repeats} fresh processes, 1 thread"), "",
+             ("| model | edgert cold start | warm, numba cache | `edgert warm` (once) | **warm, AOT library** "
+              "(load + first run) | numba imported | reference start | **AOT / reference** | JIT / reference | "
+              "peak RSS MiB: AOT / JIT / reference | LiteRT start (same weights) |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(

@@ -95,7 +95,7 @@ def _choose_threading_layer(numba) -> bool:
 
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
-_KERNEL_OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
+_KERNEL_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 # When False, sessions serialise their runs on one process-wide lock (see runtime/session.py). Kernels
 # from the ahead-of-time library hold the GIL and never use numba's thread pool, so they are safe.
@@ -111,7 +111,7 @@ class LazyKernel:
     enables the JIT first, so code written for dispatchers keeps working.
     """
 
-    __slots__ = ("py_func", "options", "_dispatcher")
+    __slots__ = ("_dispatcher", "options", "py_func")
 
     def __init__(self, py_func, options):
         self.py_func = py_func
@@ -193,7 +193,7 @@ def enable_jit() -> None:
     if stand_in is not None and (stand_in.VW, stand_in.HAS_FMA) != (simd.VW, simd.HAS_FMA):
         raise RuntimeError(f"the AOT library was built for vectors of {stand_in.VW} floats, numba targets "
                            f"{simd.VW}: remove the library (edgert warm rebuilds it)")
-    setattr(sys.modules[package], "simd", simd)
+    sys.modules[package].simd = simd
     for record in _lazy:
         record._dispatcher = numba.njit(**record.options)(record.py_func)
     # Kernel bodies look up their callees, intrinsics and prange in their module's globals at compile
