@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import aot
 from ..dtypes import DTYPES
 from ..errors import InputError
 from ..ir.format import read_ert
@@ -219,7 +220,6 @@ def _resolve(calls):
 
 
 def _resolve_call(fn, args):
-    from .. import aot
     if isinstance(fn, Sequence):  # each call resolved on its own; the step is JIT if any part is
         parts = [_resolve_call(f, a) for f, a in zip(fn.calls, args)]
         modes = {mode for _, mode in parts}
