@@ -1,0 +1,1725 @@
+"""Kernels for the channel-blocked layout (NCHWc): VW channels of a pixel are one vector.
+
+Layout. A logical NCHW float32 tensor [N, C, H, W] is stored as a flat buffer [N][CB][H*W][VW],
+CB = ceil(C / VW): element (n, c, h, w) is at ((n*CB + c // VW)*H*W + h*W + w)*VW + c % VW. Lanes
+with c >= C are pad lanes. Kernels writing a blocked tensor write every lane of every block (pad
+lanes get act(0 + 0) from zero weights and bias: finite); kernels reading one give correct real
+lanes whatever finite values pad lanes hold (weights of pad input channels are packed as zeros).
+This is onnxruntime's NCHWc layout (NCHW16c on AVX-512): no per-layer transposes, no GEMM panel
+packing at run time, and depthwise convolutions vectorised over channels.
+
+Kernels (arguments: 1-D C-contiguous float32 arrays, an int64 geometry ``g``, then the fused
+activation ``code, p, q`` of act.py; relu and clip are applied in registers, other codes per lane
+after the store):
+
+* ``f32_to_blocked`` / ``f32_from_blocked`` (g = [N, C, P]): plain [N][C][P] <-> blocked.
+* ``f32_blocked_conv1x1`` (g = [N, CBi, CBo, P, has_res]): 1x1 stride 1. Weights from
+  ``pack_conv1x1``: [CBo][CBi*VW][VW]. Micro-kernel ``_c1_OBxPT``: OB output blocks x PT consecutive
+  pixels with OB*PT accumulators in registers (4x6, 2x12, 1x24: 24 accumulators); per input channel
+  k it loads OB weight vectors, broadcasts the PT pixels' x[k] and issues OB*PT FMAs. Work items
+  are (image, pixel chunk, group of 4 output blocks); a chunk is sized so its input stays in L1
+  while the group's tiles sweep it. The last tile of a chunk is shifted back to end at the chunk's
+  end and skips storing the pixels already done (so a residual that aliases ``out`` stays right).
+* ``f32_blocked_dwconv`` (g = [N, CB, H, W, OH, OW, KH, KW, SH, SW, PT, PL]): depthwise, one vector
+  per output pixel. 3x3/5x5 at stride 1 or 2 (square): per output row, columns whose taps are all
+  inside the input run 8 (then 4, then 1) pixels at a time (independent accumulators, each weight
+  vector loaded once per tap for all of them, the kernel rows outside the input skipped per tile);
+  edge columns, and every other kernel size or stride, go through a checked per-pixel path.
+* ``f32_blocked_conv`` (g = [N, C, CBo, H, W, OH, OW, KH, KW, SH, SW, PT, PL, DH, DW, in_blocked]):
+  dense conv, group 1, input plain NCHW (a stem) or blocked. Weights from ``pack_conv``:
+  [CBo][Ci][KH][KW][VW]. Micro-kernel ``_cv_OBxPT``: OB output blocks x PT consecutive output
+  pixels of one row; per tap (ci, ki, kj) OB weight loads, PT broadcasts, OB*PT FMAs. Columns whose
+  taps are inside the input run unchecked (kernel rows outside are skipped per tile); edge pixels
+  go through checked one-pixel tiles. No scratch.
+* ``f32_blocked_gap`` (g = [N, CB, P]): global average pool, blocked in and out ([N][CB][1][VW]).
+
+``_mt`` variants take the same arguments and split work items over numba's threads with prange
+(several items per thread where the shape allows it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import inline, kernel, prange
+from .act import CLIP, RELU, apply_act
+from .simd import VW, vadd, vbroadcast, vbroadcast_at, vclamp, vfence, vfma, vload, vmul, vrelu, vstore
+
+# Geometry fields.
+C1_N, C1_CBI, C1_CBO, C1_P, C1_RES = range(5)
+(DW_N, DW_CB, DW_H, DW_W, DW_OH, DW_OW, DW_KH, DW_KW, DW_SH, DW_SW, DW_PT, DW_PL) = range(12)
+(CV_N, CV_C, CV_CBO, CV_H, CV_W, CV_OH, CV_OW, CV_KH, CV_KW, CV_SH, CV_SW, CV_PT, CV_PL, CV_DH, CV_DW,
+ CV_INB) = range(16)
+
+C1_CHUNK_FLOATS = 8192  # input floats of one pixel chunk of the 1x1 conv (32 KiB: L1)
+MT_ITEMS = 16  # the _mt kernels cut work into at least this many items where the shape allows
+
+
+@inline
+def _fin(v, code, p, q):
+    """relu and clip in registers (other activations: _act_span after the store)."""
+    if code == RELU:
+        return vrelu(v)
+    if code == CLIP:
+        return vclamp(v, p, q)
+    return v
+
+
+@kernel
+def _act_span(y, o, n, code, p, q):
+    """The activation (beyond clip) over y[o:o+n]."""
+    d = y[o:o + n]
+    for i in range(n):
+        d[i] = apply_act(d[i], code, p, q)
+
+
+# --- generated micro-kernels (tools: regenerate with the generator in the commit message) ---
+@inline
+def _c1_4x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+    """4 output blocks x 6 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    b2 = vload(bias, bo + 2 * VW)
+    b3 = vload(bias, bo + 3 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    a2_0 = b2
+    a3_0 = b3
+    a0_1 = b0
+    a1_1 = b1
+    a2_1 = b2
+    a3_1 = b3
+    a0_2 = b0
+    a1_2 = b1
+    a2_2 = b2
+    a3_2 = b3
+    a0_3 = b0
+    a1_3 = b1
+    a2_3 = b2
+    a3_3 = b3
+    a0_4 = b0
+    a1_4 = b1
+    a2_4 = b2
+    a3_4 = b3
+    a0_5 = b0
+    a1_5 = b1
+    a2_5 = b2
+    a3_5 = b3
+    for kb in range(KB):
+        xk = xo + kb * XBS
+        wk = wo + kb * (VW * VW)
+        for l in range(VW):
+            w0 = vload(w, wk + l * VW)
+            w1 = vload(w, wk + l * VW + 1 * WOS)
+            w2 = vload(w, wk + l * VW + 2 * WOS)
+            w3 = vload(w, wk + l * VW + 3 * WOS)
+            s = vbroadcast_at(x, xk + l)
+            a0_0 = vfma(s, w0, a0_0)
+            a1_0 = vfma(s, w1, a1_0)
+            a2_0 = vfma(s, w2, a2_0)
+            a3_0 = vfma(s, w3, a3_0)
+            s = vbroadcast_at(x, xk + l + 1 * VW)
+            a0_1 = vfma(s, w0, a0_1)
+            a1_1 = vfma(s, w1, a1_1)
+            a2_1 = vfma(s, w2, a2_1)
+            a3_1 = vfma(s, w3, a3_1)
+            s = vbroadcast_at(x, xk + l + 2 * VW)
+            a0_2 = vfma(s, w0, a0_2)
+            a1_2 = vfma(s, w1, a1_2)
+            a2_2 = vfma(s, w2, a2_2)
+            a3_2 = vfma(s, w3, a3_2)
+            s = vbroadcast_at(x, xk + l + 3 * VW)
+            a0_3 = vfma(s, w0, a0_3)
+            a1_3 = vfma(s, w1, a1_3)
+            a2_3 = vfma(s, w2, a2_3)
+            a3_3 = vfma(s, w3, a3_3)
+            s = vbroadcast_at(x, xk + l + 4 * VW)
+            a0_4 = vfma(s, w0, a0_4)
+            a1_4 = vfma(s, w1, a1_4)
+            a2_4 = vfma(s, w2, a2_4)
+            a3_4 = vfma(s, w3, a3_4)
+            s = vbroadcast_at(x, xk + l + 5 * VW)
+            a0_5 = vfma(s, w0, a0_5)
+            a1_5 = vfma(s, w1, a1_5)
+            a2_5 = vfma(s, w2, a2_5)
+            a3_5 = vfma(s, w3, a3_5)
+    if has_res == 1:
+        a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
+        a1_0 = vadd(a1_0, vload(r, oo + 1 * OBS + 0 * VW))
+        a2_0 = vadd(a2_0, vload(r, oo + 2 * OBS + 0 * VW))
+        a3_0 = vadd(a3_0, vload(r, oo + 3 * OBS + 0 * VW))
+        a0_1 = vadd(a0_1, vload(r, oo + 0 * OBS + 1 * VW))
+        a1_1 = vadd(a1_1, vload(r, oo + 1 * OBS + 1 * VW))
+        a2_1 = vadd(a2_1, vload(r, oo + 2 * OBS + 1 * VW))
+        a3_1 = vadd(a3_1, vload(r, oo + 3 * OBS + 1 * VW))
+        a0_2 = vadd(a0_2, vload(r, oo + 0 * OBS + 2 * VW))
+        a1_2 = vadd(a1_2, vload(r, oo + 1 * OBS + 2 * VW))
+        a2_2 = vadd(a2_2, vload(r, oo + 2 * OBS + 2 * VW))
+        a3_2 = vadd(a3_2, vload(r, oo + 3 * OBS + 2 * VW))
+        a0_3 = vadd(a0_3, vload(r, oo + 0 * OBS + 3 * VW))
+        a1_3 = vadd(a1_3, vload(r, oo + 1 * OBS + 3 * VW))
+        a2_3 = vadd(a2_3, vload(r, oo + 2 * OBS + 3 * VW))
+        a3_3 = vadd(a3_3, vload(r, oo + 3 * OBS + 3 * VW))
+        a0_4 = vadd(a0_4, vload(r, oo + 0 * OBS + 4 * VW))
+        a1_4 = vadd(a1_4, vload(r, oo + 1 * OBS + 4 * VW))
+        a2_4 = vadd(a2_4, vload(r, oo + 2 * OBS + 4 * VW))
+        a3_4 = vadd(a3_4, vload(r, oo + 3 * OBS + 4 * VW))
+        a0_5 = vadd(a0_5, vload(r, oo + 0 * OBS + 5 * VW))
+        a1_5 = vadd(a1_5, vload(r, oo + 1 * OBS + 5 * VW))
+        a2_5 = vadd(a2_5, vload(r, oo + 2 * OBS + 5 * VW))
+        a3_5 = vadd(a3_5, vload(r, oo + 3 * OBS + 5 * VW))
+    if skip <= 0:
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+        vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q))
+        vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q))
+    if skip <= 1:
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q))
+        vstore(out, oo + 2 * OBS + 1 * VW, _fin(a2_1, code, p, q))
+        vstore(out, oo + 3 * OBS + 1 * VW, _fin(a3_1, code, p, q))
+    if skip <= 2:
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q))
+        vstore(out, oo + 2 * OBS + 2 * VW, _fin(a2_2, code, p, q))
+        vstore(out, oo + 3 * OBS + 2 * VW, _fin(a3_2, code, p, q))
+    if skip <= 3:
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q))
+        vstore(out, oo + 2 * OBS + 3 * VW, _fin(a2_3, code, p, q))
+        vstore(out, oo + 3 * OBS + 3 * VW, _fin(a3_3, code, p, q))
+    if skip <= 4:
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q))
+        vstore(out, oo + 2 * OBS + 4 * VW, _fin(a2_4, code, p, q))
+        vstore(out, oo + 3 * OBS + 4 * VW, _fin(a3_4, code, p, q))
+    if skip <= 5:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q))
+        vstore(out, oo + 2 * OBS + 5 * VW, _fin(a2_5, code, p, q))
+        vstore(out, oo + 3 * OBS + 5 * VW, _fin(a3_5, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
+        _act_span(out, oo + 2 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
+        _act_span(out, oo + 3 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
+
+
+@inline
+def _c1_2x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+    """2 output blocks x 12 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    a0_1 = b0
+    a1_1 = b1
+    a0_2 = b0
+    a1_2 = b1
+    a0_3 = b0
+    a1_3 = b1
+    a0_4 = b0
+    a1_4 = b1
+    a0_5 = b0
+    a1_5 = b1
+    a0_6 = b0
+    a1_6 = b1
+    a0_7 = b0
+    a1_7 = b1
+    a0_8 = b0
+    a1_8 = b1
+    a0_9 = b0
+    a1_9 = b1
+    a0_10 = b0
+    a1_10 = b1
+    a0_11 = b0
+    a1_11 = b1
+    for kb in range(KB):
+        xk = xo + kb * XBS
+        wk = wo + kb * (VW * VW)
+        for l in range(VW):
+            w0 = vload(w, wk + l * VW)
+            w1 = vload(w, wk + l * VW + 1 * WOS)
+            s = vbroadcast_at(x, xk + l)
+            a0_0 = vfma(s, w0, a0_0)
+            a1_0 = vfma(s, w1, a1_0)
+            s = vbroadcast_at(x, xk + l + 1 * VW)
+            a0_1 = vfma(s, w0, a0_1)
+            a1_1 = vfma(s, w1, a1_1)
+            s = vbroadcast_at(x, xk + l + 2 * VW)
+            a0_2 = vfma(s, w0, a0_2)
+            a1_2 = vfma(s, w1, a1_2)
+            s = vbroadcast_at(x, xk + l + 3 * VW)
+            a0_3 = vfma(s, w0, a0_3)
+            a1_3 = vfma(s, w1, a1_3)
+            s = vbroadcast_at(x, xk + l + 4 * VW)
+            a0_4 = vfma(s, w0, a0_4)
+            a1_4 = vfma(s, w1, a1_4)
+            s = vbroadcast_at(x, xk + l + 5 * VW)
+            a0_5 = vfma(s, w0, a0_5)
+            a1_5 = vfma(s, w1, a1_5)
+            s = vbroadcast_at(x, xk + l + 6 * VW)
+            a0_6 = vfma(s, w0, a0_6)
+            a1_6 = vfma(s, w1, a1_6)
+            s = vbroadcast_at(x, xk + l + 7 * VW)
+            a0_7 = vfma(s, w0, a0_7)
+            a1_7 = vfma(s, w1, a1_7)
+            s = vbroadcast_at(x, xk + l + 8 * VW)
+            a0_8 = vfma(s, w0, a0_8)
+            a1_8 = vfma(s, w1, a1_8)
+            s = vbroadcast_at(x, xk + l + 9 * VW)
+            a0_9 = vfma(s, w0, a0_9)
+            a1_9 = vfma(s, w1, a1_9)
+            s = vbroadcast_at(x, xk + l + 10 * VW)
+            a0_10 = vfma(s, w0, a0_10)
+            a1_10 = vfma(s, w1, a1_10)
+            s = vbroadcast_at(x, xk + l + 11 * VW)
+            a0_11 = vfma(s, w0, a0_11)
+            a1_11 = vfma(s, w1, a1_11)
+    if has_res == 1:
+        a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
+        a1_0 = vadd(a1_0, vload(r, oo + 1 * OBS + 0 * VW))
+        a0_1 = vadd(a0_1, vload(r, oo + 0 * OBS + 1 * VW))
+        a1_1 = vadd(a1_1, vload(r, oo + 1 * OBS + 1 * VW))
+        a0_2 = vadd(a0_2, vload(r, oo + 0 * OBS + 2 * VW))
+        a1_2 = vadd(a1_2, vload(r, oo + 1 * OBS + 2 * VW))
+        a0_3 = vadd(a0_3, vload(r, oo + 0 * OBS + 3 * VW))
+        a1_3 = vadd(a1_3, vload(r, oo + 1 * OBS + 3 * VW))
+        a0_4 = vadd(a0_4, vload(r, oo + 0 * OBS + 4 * VW))
+        a1_4 = vadd(a1_4, vload(r, oo + 1 * OBS + 4 * VW))
+        a0_5 = vadd(a0_5, vload(r, oo + 0 * OBS + 5 * VW))
+        a1_5 = vadd(a1_5, vload(r, oo + 1 * OBS + 5 * VW))
+        a0_6 = vadd(a0_6, vload(r, oo + 0 * OBS + 6 * VW))
+        a1_6 = vadd(a1_6, vload(r, oo + 1 * OBS + 6 * VW))
+        a0_7 = vadd(a0_7, vload(r, oo + 0 * OBS + 7 * VW))
+        a1_7 = vadd(a1_7, vload(r, oo + 1 * OBS + 7 * VW))
+        a0_8 = vadd(a0_8, vload(r, oo + 0 * OBS + 8 * VW))
+        a1_8 = vadd(a1_8, vload(r, oo + 1 * OBS + 8 * VW))
+        a0_9 = vadd(a0_9, vload(r, oo + 0 * OBS + 9 * VW))
+        a1_9 = vadd(a1_9, vload(r, oo + 1 * OBS + 9 * VW))
+        a0_10 = vadd(a0_10, vload(r, oo + 0 * OBS + 10 * VW))
+        a1_10 = vadd(a1_10, vload(r, oo + 1 * OBS + 10 * VW))
+        a0_11 = vadd(a0_11, vload(r, oo + 0 * OBS + 11 * VW))
+        a1_11 = vadd(a1_11, vload(r, oo + 1 * OBS + 11 * VW))
+    if skip <= 0:
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+    if skip <= 1:
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q))
+    if skip <= 2:
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q))
+    if skip <= 3:
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q))
+    if skip <= 4:
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q))
+    if skip <= 5:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q))
+    if skip <= 6:
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q))
+        vstore(out, oo + 1 * OBS + 6 * VW, _fin(a1_6, code, p, q))
+    if skip <= 7:
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q))
+        vstore(out, oo + 1 * OBS + 7 * VW, _fin(a1_7, code, p, q))
+    if skip <= 8:
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q))
+        vstore(out, oo + 1 * OBS + 8 * VW, _fin(a1_8, code, p, q))
+    if skip <= 9:
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q))
+        vstore(out, oo + 1 * OBS + 9 * VW, _fin(a1_9, code, p, q))
+    if skip <= 10:
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q))
+        vstore(out, oo + 1 * OBS + 10 * VW, _fin(a1_10, code, p, q))
+    if skip <= 11:
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q))
+        vstore(out, oo + 1 * OBS + 11 * VW, _fin(a1_11, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(12) - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(12) - skip) * VW, code, p, q)
+
+
+@inline
+def _c1_1x24(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+    """1 output blocks x 24 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
+    b0 = vload(bias, bo + 0 * VW)
+    a0_0 = b0
+    a0_1 = b0
+    a0_2 = b0
+    a0_3 = b0
+    a0_4 = b0
+    a0_5 = b0
+    a0_6 = b0
+    a0_7 = b0
+    a0_8 = b0
+    a0_9 = b0
+    a0_10 = b0
+    a0_11 = b0
+    a0_12 = b0
+    a0_13 = b0
+    a0_14 = b0
+    a0_15 = b0
+    a0_16 = b0
+    a0_17 = b0
+    a0_18 = b0
+    a0_19 = b0
+    a0_20 = b0
+    a0_21 = b0
+    a0_22 = b0
+    a0_23 = b0
+    for kb in range(KB):
+        xk = xo + kb * XBS
+        wk = wo + kb * (VW * VW)
+        for l in range(VW):
+            w0 = vload(w, wk + l * VW)
+            s = vbroadcast_at(x, xk + l)
+            a0_0 = vfma(s, w0, a0_0)
+            s = vbroadcast_at(x, xk + l + 1 * VW)
+            a0_1 = vfma(s, w0, a0_1)
+            s = vbroadcast_at(x, xk + l + 2 * VW)
+            a0_2 = vfma(s, w0, a0_2)
+            s = vbroadcast_at(x, xk + l + 3 * VW)
+            a0_3 = vfma(s, w0, a0_3)
+            s = vbroadcast_at(x, xk + l + 4 * VW)
+            a0_4 = vfma(s, w0, a0_4)
+            s = vbroadcast_at(x, xk + l + 5 * VW)
+            a0_5 = vfma(s, w0, a0_5)
+            s = vbroadcast_at(x, xk + l + 6 * VW)
+            a0_6 = vfma(s, w0, a0_6)
+            s = vbroadcast_at(x, xk + l + 7 * VW)
+            a0_7 = vfma(s, w0, a0_7)
+            s = vbroadcast_at(x, xk + l + 8 * VW)
+            a0_8 = vfma(s, w0, a0_8)
+            s = vbroadcast_at(x, xk + l + 9 * VW)
+            a0_9 = vfma(s, w0, a0_9)
+            s = vbroadcast_at(x, xk + l + 10 * VW)
+            a0_10 = vfma(s, w0, a0_10)
+            s = vbroadcast_at(x, xk + l + 11 * VW)
+            a0_11 = vfma(s, w0, a0_11)
+            s = vbroadcast_at(x, xk + l + 12 * VW)
+            a0_12 = vfma(s, w0, a0_12)
+            s = vbroadcast_at(x, xk + l + 13 * VW)
+            a0_13 = vfma(s, w0, a0_13)
+            s = vbroadcast_at(x, xk + l + 14 * VW)
+            a0_14 = vfma(s, w0, a0_14)
+            s = vbroadcast_at(x, xk + l + 15 * VW)
+            a0_15 = vfma(s, w0, a0_15)
+            s = vbroadcast_at(x, xk + l + 16 * VW)
+            a0_16 = vfma(s, w0, a0_16)
+            s = vbroadcast_at(x, xk + l + 17 * VW)
+            a0_17 = vfma(s, w0, a0_17)
+            s = vbroadcast_at(x, xk + l + 18 * VW)
+            a0_18 = vfma(s, w0, a0_18)
+            s = vbroadcast_at(x, xk + l + 19 * VW)
+            a0_19 = vfma(s, w0, a0_19)
+            s = vbroadcast_at(x, xk + l + 20 * VW)
+            a0_20 = vfma(s, w0, a0_20)
+            s = vbroadcast_at(x, xk + l + 21 * VW)
+            a0_21 = vfma(s, w0, a0_21)
+            s = vbroadcast_at(x, xk + l + 22 * VW)
+            a0_22 = vfma(s, w0, a0_22)
+            s = vbroadcast_at(x, xk + l + 23 * VW)
+            a0_23 = vfma(s, w0, a0_23)
+    if has_res == 1:
+        a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
+        a0_1 = vadd(a0_1, vload(r, oo + 0 * OBS + 1 * VW))
+        a0_2 = vadd(a0_2, vload(r, oo + 0 * OBS + 2 * VW))
+        a0_3 = vadd(a0_3, vload(r, oo + 0 * OBS + 3 * VW))
+        a0_4 = vadd(a0_4, vload(r, oo + 0 * OBS + 4 * VW))
+        a0_5 = vadd(a0_5, vload(r, oo + 0 * OBS + 5 * VW))
+        a0_6 = vadd(a0_6, vload(r, oo + 0 * OBS + 6 * VW))
+        a0_7 = vadd(a0_7, vload(r, oo + 0 * OBS + 7 * VW))
+        a0_8 = vadd(a0_8, vload(r, oo + 0 * OBS + 8 * VW))
+        a0_9 = vadd(a0_9, vload(r, oo + 0 * OBS + 9 * VW))
+        a0_10 = vadd(a0_10, vload(r, oo + 0 * OBS + 10 * VW))
+        a0_11 = vadd(a0_11, vload(r, oo + 0 * OBS + 11 * VW))
+        a0_12 = vadd(a0_12, vload(r, oo + 0 * OBS + 12 * VW))
+        a0_13 = vadd(a0_13, vload(r, oo + 0 * OBS + 13 * VW))
+        a0_14 = vadd(a0_14, vload(r, oo + 0 * OBS + 14 * VW))
+        a0_15 = vadd(a0_15, vload(r, oo + 0 * OBS + 15 * VW))
+        a0_16 = vadd(a0_16, vload(r, oo + 0 * OBS + 16 * VW))
+        a0_17 = vadd(a0_17, vload(r, oo + 0 * OBS + 17 * VW))
+        a0_18 = vadd(a0_18, vload(r, oo + 0 * OBS + 18 * VW))
+        a0_19 = vadd(a0_19, vload(r, oo + 0 * OBS + 19 * VW))
+        a0_20 = vadd(a0_20, vload(r, oo + 0 * OBS + 20 * VW))
+        a0_21 = vadd(a0_21, vload(r, oo + 0 * OBS + 21 * VW))
+        a0_22 = vadd(a0_22, vload(r, oo + 0 * OBS + 22 * VW))
+        a0_23 = vadd(a0_23, vload(r, oo + 0 * OBS + 23 * VW))
+    if skip <= 0:
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    if skip <= 1:
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
+    if skip <= 2:
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
+    if skip <= 3:
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
+    if skip <= 4:
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
+    if skip <= 5:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
+    if skip <= 6:
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q))
+    if skip <= 7:
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q))
+    if skip <= 8:
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q))
+    if skip <= 9:
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q))
+    if skip <= 10:
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q))
+    if skip <= 11:
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q))
+    if skip <= 12:
+        vstore(out, oo + 0 * OBS + 12 * VW, _fin(a0_12, code, p, q))
+    if skip <= 13:
+        vstore(out, oo + 0 * OBS + 13 * VW, _fin(a0_13, code, p, q))
+    if skip <= 14:
+        vstore(out, oo + 0 * OBS + 14 * VW, _fin(a0_14, code, p, q))
+    if skip <= 15:
+        vstore(out, oo + 0 * OBS + 15 * VW, _fin(a0_15, code, p, q))
+    if skip <= 16:
+        vstore(out, oo + 0 * OBS + 16 * VW, _fin(a0_16, code, p, q))
+    if skip <= 17:
+        vstore(out, oo + 0 * OBS + 17 * VW, _fin(a0_17, code, p, q))
+    if skip <= 18:
+        vstore(out, oo + 0 * OBS + 18 * VW, _fin(a0_18, code, p, q))
+    if skip <= 19:
+        vstore(out, oo + 0 * OBS + 19 * VW, _fin(a0_19, code, p, q))
+    if skip <= 20:
+        vstore(out, oo + 0 * OBS + 20 * VW, _fin(a0_20, code, p, q))
+    if skip <= 21:
+        vstore(out, oo + 0 * OBS + 21 * VW, _fin(a0_21, code, p, q))
+    if skip <= 22:
+        vstore(out, oo + 0 * OBS + 22 * VW, _fin(a0_22, code, p, q))
+    if skip <= 23:
+        vstore(out, oo + 0 * OBS + 23 * VW, _fin(a0_23, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(24) - skip) * VW, code, p, q)
+
+
+@inline
+def _c1_4x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+    """4 output blocks x 1 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    b2 = vload(bias, bo + 2 * VW)
+    b3 = vload(bias, bo + 3 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    a2_0 = b2
+    a3_0 = b3
+    for kb in range(KB):
+        xk = xo + kb * XBS
+        wk = wo + kb * (VW * VW)
+        for l in range(VW):
+            w0 = vload(w, wk + l * VW)
+            w1 = vload(w, wk + l * VW + 1 * WOS)
+            w2 = vload(w, wk + l * VW + 2 * WOS)
+            w3 = vload(w, wk + l * VW + 3 * WOS)
+            s = vbroadcast_at(x, xk + l)
+            a0_0 = vfma(s, w0, a0_0)
+            a1_0 = vfma(s, w1, a1_0)
+            a2_0 = vfma(s, w2, a2_0)
+            a3_0 = vfma(s, w3, a3_0)
+    if has_res == 1:
+        a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
+        a1_0 = vadd(a1_0, vload(r, oo + 1 * OBS + 0 * VW))
+        a2_0 = vadd(a2_0, vload(r, oo + 2 * OBS + 0 * VW))
+        a3_0 = vadd(a3_0, vload(r, oo + 3 * OBS + 0 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+    vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q))
+    vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 2 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 3 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+
+
+@inline
+def _c1_2x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+    """2 output blocks x 1 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    for kb in range(KB):
+        xk = xo + kb * XBS
+        wk = wo + kb * (VW * VW)
+        for l in range(VW):
+            w0 = vload(w, wk + l * VW)
+            w1 = vload(w, wk + l * VW + 1 * WOS)
+            s = vbroadcast_at(x, xk + l)
+            a0_0 = vfma(s, w0, a0_0)
+            a1_0 = vfma(s, w1, a1_0)
+    if has_res == 1:
+        a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
+        a1_0 = vadd(a1_0, vload(r, oo + 1 * OBS + 0 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+
+
+@inline
+def _c1_1x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+    """1 output blocks x 1 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
+    b0 = vload(bias, bo + 0 * VW)
+    a0_0 = b0
+    for kb in range(KB):
+        xk = xo + kb * XBS
+        wk = wo + kb * (VW * VW)
+        for l in range(VW):
+            w0 = vload(w, wk + l * VW)
+            s = vbroadcast_at(x, xk + l)
+            a0_0 = vfma(s, w0, a0_0)
+    if has_res == 1:
+        a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+
+
+@inline
+def _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        code, p, q):
+    """4 output blocks x 6 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    b2 = vload(bias, bo + 2 * VW)
+    b3 = vload(bias, bo + 3 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    a2_0 = b2
+    a3_0 = b3
+    a0_1 = b0
+    a1_1 = b1
+    a2_1 = b2
+    a3_1 = b3
+    a0_2 = b0
+    a1_2 = b1
+    a2_2 = b2
+    a3_2 = b3
+    a0_3 = b0
+    a1_3 = b1
+    a2_3 = b2
+    a3_3 = b3
+    a0_4 = b0
+    a1_4 = b1
+    a2_4 = b2
+    a3_4 = b3
+    a0_5 = b0
+    a1_5 = b1
+    a2_5 = b2
+    a3_5 = b3
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    xk = xr + kj * DW * ps
+                    wk = wr + kj * VW
+                    w0 = vload(w, wk)
+                    w1 = vload(w, wk + 1 * WOS)
+                    w2 = vload(w, wk + 2 * WOS)
+                    w3 = vload(w, wk + 3 * WOS)
+                    s = vbroadcast_at(x, xk)
+                    a0_0 = vfma(s, w0, a0_0)
+                    a1_0 = vfma(s, w1, a1_0)
+                    a2_0 = vfma(s, w2, a2_0)
+                    a3_0 = vfma(s, w3, a3_0)
+                    s = vbroadcast_at(x, xk + 1 * d)
+                    a0_1 = vfma(s, w0, a0_1)
+                    a1_1 = vfma(s, w1, a1_1)
+                    a2_1 = vfma(s, w2, a2_1)
+                    a3_1 = vfma(s, w3, a3_1)
+                    s = vbroadcast_at(x, xk + 2 * d)
+                    a0_2 = vfma(s, w0, a0_2)
+                    a1_2 = vfma(s, w1, a1_2)
+                    a2_2 = vfma(s, w2, a2_2)
+                    a3_2 = vfma(s, w3, a3_2)
+                    s = vbroadcast_at(x, xk + 3 * d)
+                    a0_3 = vfma(s, w0, a0_3)
+                    a1_3 = vfma(s, w1, a1_3)
+                    a2_3 = vfma(s, w2, a2_3)
+                    a3_3 = vfma(s, w3, a3_3)
+                    s = vbroadcast_at(x, xk + 4 * d)
+                    a0_4 = vfma(s, w0, a0_4)
+                    a1_4 = vfma(s, w1, a1_4)
+                    a2_4 = vfma(s, w2, a2_4)
+                    a3_4 = vfma(s, w3, a3_4)
+                    s = vbroadcast_at(x, xk + 5 * d)
+                    a0_5 = vfma(s, w0, a0_5)
+                    a1_5 = vfma(s, w1, a1_5)
+                    a2_5 = vfma(s, w2, a2_5)
+                    a3_5 = vfma(s, w3, a3_5)
+    if skip <= 0:
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+        vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q))
+        vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q))
+    if skip <= 1:
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q))
+        vstore(out, oo + 2 * OBS + 1 * VW, _fin(a2_1, code, p, q))
+        vstore(out, oo + 3 * OBS + 1 * VW, _fin(a3_1, code, p, q))
+    if skip <= 2:
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q))
+        vstore(out, oo + 2 * OBS + 2 * VW, _fin(a2_2, code, p, q))
+        vstore(out, oo + 3 * OBS + 2 * VW, _fin(a3_2, code, p, q))
+    if skip <= 3:
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q))
+        vstore(out, oo + 2 * OBS + 3 * VW, _fin(a2_3, code, p, q))
+        vstore(out, oo + 3 * OBS + 3 * VW, _fin(a3_3, code, p, q))
+    if skip <= 4:
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q))
+        vstore(out, oo + 2 * OBS + 4 * VW, _fin(a2_4, code, p, q))
+        vstore(out, oo + 3 * OBS + 4 * VW, _fin(a3_4, code, p, q))
+    if skip <= 5:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q))
+        vstore(out, oo + 2 * OBS + 5 * VW, _fin(a2_5, code, p, q))
+        vstore(out, oo + 3 * OBS + 5 * VW, _fin(a3_5, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
+        _act_span(out, oo + 2 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
+        _act_span(out, oo + 3 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
+
+
+@inline
+def _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        code, p, q):
+    """2 output blocks x 12 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    a0_1 = b0
+    a1_1 = b1
+    a0_2 = b0
+    a1_2 = b1
+    a0_3 = b0
+    a1_3 = b1
+    a0_4 = b0
+    a1_4 = b1
+    a0_5 = b0
+    a1_5 = b1
+    a0_6 = b0
+    a1_6 = b1
+    a0_7 = b0
+    a1_7 = b1
+    a0_8 = b0
+    a1_8 = b1
+    a0_9 = b0
+    a1_9 = b1
+    a0_10 = b0
+    a1_10 = b1
+    a0_11 = b0
+    a1_11 = b1
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    xk = xr + kj * DW * ps
+                    wk = wr + kj * VW
+                    w0 = vload(w, wk)
+                    w1 = vload(w, wk + 1 * WOS)
+                    s = vbroadcast_at(x, xk)
+                    a0_0 = vfma(s, w0, a0_0)
+                    a1_0 = vfma(s, w1, a1_0)
+                    s = vbroadcast_at(x, xk + 1 * d)
+                    a0_1 = vfma(s, w0, a0_1)
+                    a1_1 = vfma(s, w1, a1_1)
+                    s = vbroadcast_at(x, xk + 2 * d)
+                    a0_2 = vfma(s, w0, a0_2)
+                    a1_2 = vfma(s, w1, a1_2)
+                    s = vbroadcast_at(x, xk + 3 * d)
+                    a0_3 = vfma(s, w0, a0_3)
+                    a1_3 = vfma(s, w1, a1_3)
+                    s = vbroadcast_at(x, xk + 4 * d)
+                    a0_4 = vfma(s, w0, a0_4)
+                    a1_4 = vfma(s, w1, a1_4)
+                    s = vbroadcast_at(x, xk + 5 * d)
+                    a0_5 = vfma(s, w0, a0_5)
+                    a1_5 = vfma(s, w1, a1_5)
+                    s = vbroadcast_at(x, xk + 6 * d)
+                    a0_6 = vfma(s, w0, a0_6)
+                    a1_6 = vfma(s, w1, a1_6)
+                    s = vbroadcast_at(x, xk + 7 * d)
+                    a0_7 = vfma(s, w0, a0_7)
+                    a1_7 = vfma(s, w1, a1_7)
+                    s = vbroadcast_at(x, xk + 8 * d)
+                    a0_8 = vfma(s, w0, a0_8)
+                    a1_8 = vfma(s, w1, a1_8)
+                    s = vbroadcast_at(x, xk + 9 * d)
+                    a0_9 = vfma(s, w0, a0_9)
+                    a1_9 = vfma(s, w1, a1_9)
+                    s = vbroadcast_at(x, xk + 10 * d)
+                    a0_10 = vfma(s, w0, a0_10)
+                    a1_10 = vfma(s, w1, a1_10)
+                    s = vbroadcast_at(x, xk + 11 * d)
+                    a0_11 = vfma(s, w0, a0_11)
+                    a1_11 = vfma(s, w1, a1_11)
+    if skip <= 0:
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+    if skip <= 1:
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q))
+    if skip <= 2:
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q))
+    if skip <= 3:
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q))
+    if skip <= 4:
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q))
+    if skip <= 5:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q))
+    if skip <= 6:
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q))
+        vstore(out, oo + 1 * OBS + 6 * VW, _fin(a1_6, code, p, q))
+    if skip <= 7:
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q))
+        vstore(out, oo + 1 * OBS + 7 * VW, _fin(a1_7, code, p, q))
+    if skip <= 8:
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q))
+        vstore(out, oo + 1 * OBS + 8 * VW, _fin(a1_8, code, p, q))
+    if skip <= 9:
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q))
+        vstore(out, oo + 1 * OBS + 9 * VW, _fin(a1_9, code, p, q))
+    if skip <= 10:
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q))
+        vstore(out, oo + 1 * OBS + 10 * VW, _fin(a1_10, code, p, q))
+    if skip <= 11:
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q))
+        vstore(out, oo + 1 * OBS + 11 * VW, _fin(a1_11, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(12) - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(12) - skip) * VW, code, p, q)
+
+
+@inline
+def _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        code, p, q):
+    """1 output blocks x 24 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
+    b0 = vload(bias, bo + 0 * VW)
+    a0_0 = b0
+    a0_1 = b0
+    a0_2 = b0
+    a0_3 = b0
+    a0_4 = b0
+    a0_5 = b0
+    a0_6 = b0
+    a0_7 = b0
+    a0_8 = b0
+    a0_9 = b0
+    a0_10 = b0
+    a0_11 = b0
+    a0_12 = b0
+    a0_13 = b0
+    a0_14 = b0
+    a0_15 = b0
+    a0_16 = b0
+    a0_17 = b0
+    a0_18 = b0
+    a0_19 = b0
+    a0_20 = b0
+    a0_21 = b0
+    a0_22 = b0
+    a0_23 = b0
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    xk = xr + kj * DW * ps
+                    wk = wr + kj * VW
+                    w0 = vload(w, wk)
+                    s = vbroadcast_at(x, xk)
+                    a0_0 = vfma(s, w0, a0_0)
+                    s = vbroadcast_at(x, xk + 1 * d)
+                    a0_1 = vfma(s, w0, a0_1)
+                    s = vbroadcast_at(x, xk + 2 * d)
+                    a0_2 = vfma(s, w0, a0_2)
+                    s = vbroadcast_at(x, xk + 3 * d)
+                    a0_3 = vfma(s, w0, a0_3)
+                    s = vbroadcast_at(x, xk + 4 * d)
+                    a0_4 = vfma(s, w0, a0_4)
+                    s = vbroadcast_at(x, xk + 5 * d)
+                    a0_5 = vfma(s, w0, a0_5)
+                    s = vbroadcast_at(x, xk + 6 * d)
+                    a0_6 = vfma(s, w0, a0_6)
+                    s = vbroadcast_at(x, xk + 7 * d)
+                    a0_7 = vfma(s, w0, a0_7)
+                    s = vbroadcast_at(x, xk + 8 * d)
+                    a0_8 = vfma(s, w0, a0_8)
+                    s = vbroadcast_at(x, xk + 9 * d)
+                    a0_9 = vfma(s, w0, a0_9)
+                    s = vbroadcast_at(x, xk + 10 * d)
+                    a0_10 = vfma(s, w0, a0_10)
+                    s = vbroadcast_at(x, xk + 11 * d)
+                    a0_11 = vfma(s, w0, a0_11)
+                    s = vbroadcast_at(x, xk + 12 * d)
+                    a0_12 = vfma(s, w0, a0_12)
+                    s = vbroadcast_at(x, xk + 13 * d)
+                    a0_13 = vfma(s, w0, a0_13)
+                    s = vbroadcast_at(x, xk + 14 * d)
+                    a0_14 = vfma(s, w0, a0_14)
+                    s = vbroadcast_at(x, xk + 15 * d)
+                    a0_15 = vfma(s, w0, a0_15)
+                    s = vbroadcast_at(x, xk + 16 * d)
+                    a0_16 = vfma(s, w0, a0_16)
+                    s = vbroadcast_at(x, xk + 17 * d)
+                    a0_17 = vfma(s, w0, a0_17)
+                    s = vbroadcast_at(x, xk + 18 * d)
+                    a0_18 = vfma(s, w0, a0_18)
+                    s = vbroadcast_at(x, xk + 19 * d)
+                    a0_19 = vfma(s, w0, a0_19)
+                    s = vbroadcast_at(x, xk + 20 * d)
+                    a0_20 = vfma(s, w0, a0_20)
+                    s = vbroadcast_at(x, xk + 21 * d)
+                    a0_21 = vfma(s, w0, a0_21)
+                    s = vbroadcast_at(x, xk + 22 * d)
+                    a0_22 = vfma(s, w0, a0_22)
+                    s = vbroadcast_at(x, xk + 23 * d)
+                    a0_23 = vfma(s, w0, a0_23)
+    if skip <= 0:
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    if skip <= 1:
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
+    if skip <= 2:
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
+    if skip <= 3:
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
+    if skip <= 4:
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
+    if skip <= 5:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
+    if skip <= 6:
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q))
+    if skip <= 7:
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q))
+    if skip <= 8:
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q))
+    if skip <= 9:
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q))
+    if skip <= 10:
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q))
+    if skip <= 11:
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q))
+    if skip <= 12:
+        vstore(out, oo + 0 * OBS + 12 * VW, _fin(a0_12, code, p, q))
+    if skip <= 13:
+        vstore(out, oo + 0 * OBS + 13 * VW, _fin(a0_13, code, p, q))
+    if skip <= 14:
+        vstore(out, oo + 0 * OBS + 14 * VW, _fin(a0_14, code, p, q))
+    if skip <= 15:
+        vstore(out, oo + 0 * OBS + 15 * VW, _fin(a0_15, code, p, q))
+    if skip <= 16:
+        vstore(out, oo + 0 * OBS + 16 * VW, _fin(a0_16, code, p, q))
+    if skip <= 17:
+        vstore(out, oo + 0 * OBS + 17 * VW, _fin(a0_17, code, p, q))
+    if skip <= 18:
+        vstore(out, oo + 0 * OBS + 18 * VW, _fin(a0_18, code, p, q))
+    if skip <= 19:
+        vstore(out, oo + 0 * OBS + 19 * VW, _fin(a0_19, code, p, q))
+    if skip <= 20:
+        vstore(out, oo + 0 * OBS + 20 * VW, _fin(a0_20, code, p, q))
+    if skip <= 21:
+        vstore(out, oo + 0 * OBS + 21 * VW, _fin(a0_21, code, p, q))
+    if skip <= 22:
+        vstore(out, oo + 0 * OBS + 22 * VW, _fin(a0_22, code, p, q))
+    if skip <= 23:
+        vstore(out, oo + 0 * OBS + 23 * VW, _fin(a0_23, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(24) - skip) * VW, code, p, q)
+
+
+@inline
+def _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        code, p, q):
+    """4 output blocks x 1 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    b2 = vload(bias, bo + 2 * VW)
+    b3 = vload(bias, bo + 3 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    a2_0 = b2
+    a3_0 = b3
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    xk = xr + kj * DW * ps
+                    wk = wr + kj * VW
+                    w0 = vload(w, wk)
+                    w1 = vload(w, wk + 1 * WOS)
+                    w2 = vload(w, wk + 2 * WOS)
+                    w3 = vload(w, wk + 3 * WOS)
+                    s = vbroadcast_at(x, xk)
+                    a0_0 = vfma(s, w0, a0_0)
+                    a1_0 = vfma(s, w1, a1_0)
+                    a2_0 = vfma(s, w2, a2_0)
+                    a3_0 = vfma(s, w3, a3_0)
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+    vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q))
+    vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 2 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 3 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+
+
+@inline
+def _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        code, p, q):
+    """2 output blocks x 1 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    xk = xr + kj * DW * ps
+                    wk = wr + kj * VW
+                    w0 = vload(w, wk)
+                    w1 = vload(w, wk + 1 * WOS)
+                    s = vbroadcast_at(x, xk)
+                    a0_0 = vfma(s, w0, a0_0)
+                    a1_0 = vfma(s, w1, a1_0)
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+
+
+@inline
+def _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        code, p, q):
+    """1 output blocks x 1 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
+    b0 = vload(bias, bo + 0 * VW)
+    a0_0 = b0
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    xk = xr + kj * DW * ps
+                    wk = wr + kj * VW
+                    w0 = vload(w, wk)
+                    s = vbroadcast_at(x, xk)
+                    a0_0 = vfma(s, w0, a0_0)
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+
+
+@inline
+def _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        code, p, q):
+    """4 output blocks x 1 pixels of one output row of the general conv (generated; taps outside the input skipped)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    b2 = vload(bias, bo + 2 * VW)
+    b3 = vload(bias, bo + 3 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    a2_0 = b2
+    a3_0 = b3
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    iw = iw0 + kj * DW
+                    if iw >= 0 and iw < W:
+                        xk = xr + kj * DW * ps
+                        wk = wr + kj * VW
+                        w0 = vload(w, wk)
+                        w1 = vload(w, wk + 1 * WOS)
+                        w2 = vload(w, wk + 2 * WOS)
+                        w3 = vload(w, wk + 3 * WOS)
+                        s = vbroadcast_at(x, xk)
+                        a0_0 = vfma(s, w0, a0_0)
+                        a1_0 = vfma(s, w1, a1_0)
+                        a2_0 = vfma(s, w2, a2_0)
+                        a3_0 = vfma(s, w3, a3_0)
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+    vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q))
+    vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 2 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 3 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+
+
+@inline
+def _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        code, p, q):
+    """2 output blocks x 1 pixels of one output row of the general conv (generated; taps outside the input skipped)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    iw = iw0 + kj * DW
+                    if iw >= 0 and iw < W:
+                        xk = xr + kj * DW * ps
+                        wk = wr + kj * VW
+                        w0 = vload(w, wk)
+                        w1 = vload(w, wk + 1 * WOS)
+                        s = vbroadcast_at(x, xk)
+                        a0_0 = vfma(s, w0, a0_0)
+                        a1_0 = vfma(s, w1, a1_0)
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+
+
+@inline
+def _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        code, p, q):
+    """1 output blocks x 1 pixels of one output row of the general conv (generated; taps outside the input skipped)."""
+    b0 = vload(bias, bo + 0 * VW)
+    a0_0 = b0
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    iw = iw0 + kj * DW
+                    if iw >= 0 and iw < W:
+                        xk = xr + kj * DW * ps
+                        wk = wr + kj * VW
+                        w0 = vload(w, wk)
+                        s = vbroadcast_at(x, xk)
+                        a0_0 = vfma(s, w0, a0_0)
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+
+
+@inline
+def _dw_8(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, K, S, lo, hi):
+    """8 consecutive output pixels of a KxK depthwise row, columns inside the input (generated)."""
+    a0 = bv
+    a1 = bv
+    a2 = bv
+    a3 = bv
+    a4 = bv
+    a5 = bv
+    a6 = bv
+    a7 = bv
+    for ki in range(K):
+        ih = ih0 + ki
+        if ih >= 0 and ih < H:
+            xr = xb + (ih * W + iw0) * VW
+            for kj in range(K):
+                wv = vload(w, wb + (ki * K + kj) * VW)
+                a0 = vfma(wv, vload(x, xr + (0 * S + kj) * VW), a0)
+                a1 = vfma(wv, vload(x, xr + (1 * S + kj) * VW), a1)
+                a2 = vfma(wv, vload(x, xr + (2 * S + kj) * VW), a2)
+                a3 = vfma(wv, vload(x, xr + (3 * S + kj) * VW), a3)
+                a4 = vfma(wv, vload(x, xr + (4 * S + kj) * VW), a4)
+                a5 = vfma(wv, vload(x, xr + (5 * S + kj) * VW), a5)
+                a6 = vfma(wv, vload(x, xr + (6 * S + kj) * VW), a6)
+                a7 = vfma(wv, vload(x, xr + (7 * S + kj) * VW), a7)
+    vstore(out, oo + 0 * VW, vclamp(a0, lo, hi))
+    vstore(out, oo + 1 * VW, vclamp(a1, lo, hi))
+    vstore(out, oo + 2 * VW, vclamp(a2, lo, hi))
+    vstore(out, oo + 3 * VW, vclamp(a3, lo, hi))
+    vstore(out, oo + 4 * VW, vclamp(a4, lo, hi))
+    vstore(out, oo + 5 * VW, vclamp(a5, lo, hi))
+    vstore(out, oo + 6 * VW, vclamp(a6, lo, hi))
+    vstore(out, oo + 7 * VW, vclamp(a7, lo, hi))
+
+
+@inline
+def _dw_4(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, K, S, lo, hi):
+    """4 consecutive output pixels of a KxK depthwise row, columns inside the input (generated)."""
+    a0 = bv
+    a1 = bv
+    a2 = bv
+    a3 = bv
+    for ki in range(K):
+        ih = ih0 + ki
+        if ih >= 0 and ih < H:
+            xr = xb + (ih * W + iw0) * VW
+            for kj in range(K):
+                wv = vload(w, wb + (ki * K + kj) * VW)
+                a0 = vfma(wv, vload(x, xr + (0 * S + kj) * VW), a0)
+                a1 = vfma(wv, vload(x, xr + (1 * S + kj) * VW), a1)
+                a2 = vfma(wv, vload(x, xr + (2 * S + kj) * VW), a2)
+                a3 = vfma(wv, vload(x, xr + (3 * S + kj) * VW), a3)
+    vstore(out, oo + 0 * VW, vclamp(a0, lo, hi))
+    vstore(out, oo + 1 * VW, vclamp(a1, lo, hi))
+    vstore(out, oo + 2 * VW, vclamp(a2, lo, hi))
+    vstore(out, oo + 3 * VW, vclamp(a3, lo, hi))
+
+
+@inline
+def _dw_1(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, K, S, lo, hi):
+    """1 consecutive output pixels of a KxK depthwise row, columns inside the input (generated)."""
+    a0 = bv
+    for ki in range(K):
+        ih = ih0 + ki
+        if ih >= 0 and ih < H:
+            xr = xb + (ih * W + iw0) * VW
+            for kj in range(K):
+                wv = vload(w, wb + (ki * K + kj) * VW)
+                a0 = vfma(wv, vload(x, xr + (0 * S + kj) * VW), a0)
+    vstore(out, oo + 0 * VW, vclamp(a0, lo, hi))
+
+
+# --- end of generated micro-kernels ---
+
+
+# --- layout conversion -------------------------------------------------------------------------
+REORDER_CHUNK = 256  # pixels per work item of the reorders (the item's blocked output: 16 KiB on AVX-512)
+
+
+@inline
+def _reorder_items(g):
+    N, C, P = g[0], g[1], g[2]
+    CB = (C + VW - 1) // VW
+    nch = (P + REORDER_CHUNK - 1) // REORDER_CHUNK
+    return N * CB * nch, CB, nch
+
+
+@inline
+def _to_item(x, out, g, it, CB, nch):
+    C, P = g[1], g[2]
+    nb = it // nch
+    ch = it - nb * nch
+    n = nb // CB
+    cb = nb - n * CB
+    p0 = ch * REORDER_CHUNK
+    p1 = min(P, p0 + REORDER_CHUNK)
+    ob = nb * P * VW
+    for lane in range(VW):
+        c = cb * VW + lane
+        if c < C:
+            src = x[(n * C + c) * P + p0:(n * C + c) * P + p1]
+            dst = out[ob + p0 * VW + lane:ob + p1 * VW]
+            for i in range(p1 - p0):
+                dst[i * VW] = src[i]
+        else:
+            dst = out[ob + p0 * VW + lane:ob + p1 * VW]
+            for i in range(p1 - p0):
+                dst[i * VW] = 0.0
+
+
+@inline
+def _from_item(x, out, g, it, CB, nch):
+    C, P = g[1], g[2]
+    nb = it // nch
+    ch = it - nb * nch
+    n = nb // CB
+    cb = nb - n * CB
+    p0 = ch * REORDER_CHUNK
+    p1 = min(P, p0 + REORDER_CHUNK)
+    xb = nb * P * VW
+    for lane in range(min(VW, C - cb * VW)):
+        c = cb * VW + lane
+        dst = out[(n * C + c) * P + p0:(n * C + c) * P + p1]
+        src = x[xb + p0 * VW + lane:xb + p1 * VW]
+        for i in range(p1 - p0):
+            dst[i] = src[i * VW]
+
+
+@kernel
+def f32_to_blocked(x, out, g):
+    """out blocked [N][CB][P][VW] (pad lanes 0) from plain x [N][C][P]; g = [N, C, P]."""
+    total, CB, nch = _reorder_items(g)
+    for it in range(total):
+        _to_item(x, out, g, it, CB, nch)
+
+
+@kernel(parallel=True)
+def f32_to_blocked_mt(x, out, g):
+    total, CB, nch = _reorder_items(g)
+    for it in prange(total):
+        _to_item(x, out, g, it, CB, nch)
+
+
+@kernel
+def f32_from_blocked(x, out, g):
+    """out plain [N][C][P] from blocked x [N][CB][P][VW] (pad lanes dropped); g = [N, C, P]."""
+    total, CB, nch = _reorder_items(g)
+    for it in range(total):
+        _from_item(x, out, g, it, CB, nch)
+
+
+@kernel(parallel=True)
+def f32_from_blocked_mt(x, out, g):
+    total, CB, nch = _reorder_items(g)
+    for it in prange(total):
+        _from_item(x, out, g, it, CB, nch)
+
+
+# --- 1x1 convolution ---------------------------------------------------------------------------
+@inline
+def _c1_split(g, mt):
+    """(pixel chunks, groups of 4 output blocks) per image."""
+    N, CBi, CBo, P = g[C1_N], g[C1_CBI], g[C1_CBO], g[C1_P]
+    nog = (CBo + 3) // 4
+    pc = max(24, C1_CHUNK_FLOATS // (CBi * VW))
+    nch = max(1, P // pc)
+    if mt:
+        want = (MT_ITEMS + N * nog - 1) // (N * nog)
+        nch = max(nch, min(want, max(1, P // 12)))
+    return nch, nog
+
+
+@kernel
+def _c1_item(x, w, bias, r, out, g, it, nch, nog, code, p, q):
+    """Work item it = (image, pixel chunk, group of up to 4 output blocks)."""
+    CBi, CBo, P, has_res = g[C1_CBI], g[C1_CBO], g[C1_P], g[C1_RES]
+    n = it // (nch * nog)
+    rest = it - n * nch * nog
+    ch = rest // nog
+    ob = (rest - ch * nog) * 4
+    c0 = ch * P // nch
+    c1 = (ch + 1) * P // nch
+    XBS = P * VW
+    WOS = CBi * VW * VW
+    xn = n * CBi * XBS
+    nob = min(4, CBo - ob)
+    zero = np.int64(0)
+    if nob == 4:
+        on = (n * CBo + ob) * XBS
+        if c1 - c0 >= 6:
+            pix = c0
+            while pix < c1:
+                st = min(pix, c1 - 6)
+                _c1_4x6(x, xn + st * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + st * VW,
+                        XBS, pix - st, code, p, q)
+                pix += 6
+        else:
+            for pix in range(c0, c1):
+                _c1_4x1(x, xn + pix * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + pix * VW,
+                        XBS, zero, code, p, q)
+        return
+    if nob >= 2:
+        on = (n * CBo + ob) * XBS
+        if c1 - c0 >= 12:
+            pix = c0
+            while pix < c1:
+                st = min(pix, c1 - 12)
+                _c1_2x12(x, xn + st * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + st * VW,
+                         XBS, pix - st, code, p, q)
+                pix += 12
+        else:
+            for pix in range(c0, c1):
+                _c1_2x1(x, xn + pix * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + pix * VW,
+                        XBS, zero, code, p, q)
+        ob += 2
+    if nob % 2 == 1:
+        on = (n * CBo + ob) * XBS
+        if c1 - c0 >= 24:
+            pix = c0
+            while pix < c1:
+                st = min(pix, c1 - 24)
+                _c1_1x24(x, xn + st * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + st * VW,
+                         XBS, pix - st, code, p, q)
+                pix += 24
+        else:
+            for pix in range(c0, c1):
+                _c1_1x1(x, xn + pix * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + pix * VW,
+                        XBS, zero, code, p, q)
+
+
+@kernel
+def f32_blocked_conv1x1(x, w, bias, r, out, g, code, p, q):
+    """1x1 conv, stride 1, blocked in and out: out = act(W x + bias (+ r)). g = [N, CBi, CBo, P, has_res];
+    w from pack_conv1x1, bias from pad_bias; r (blocked like out) is read only when has_res == 1."""
+    nch, nog = _c1_split(g, False)
+    for it in range(g[C1_N] * nch * nog):
+        _c1_item(x, w, bias, r, out, g, it, nch, nog, code, p, q)
+
+
+@kernel(parallel=True)
+def f32_blocked_conv1x1_mt(x, w, bias, r, out, g, code, p, q):
+    nch, nog = _c1_split(g, True)
+    for it in prange(g[C1_N] * nch * nog):
+        _c1_item(x, w, bias, r, out, g, it, nch, nog, code, p, q)
+
+
+# --- depthwise convolution ---------------------------------------------------------------------
+@inline
+def _dw_px(x, xb, H, W, ih0, iw0, w, wb, bv, KH, KW):
+    """One output pixel, taps outside the input skipped."""
+    a = bv
+    for ki in range(KH):
+        ih = ih0 + ki
+        if ih >= 0 and ih < H:
+            for kj in range(KW):
+                iw = iw0 + kj
+                if iw >= 0 and iw < W:
+                    a = vfma(vload(w, wb + (ki * KW + kj) * VW), vload(x, xb + (ih * W + iw) * VW), a)
+    return a
+
+
+@inline
+def _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, K, S):
+    """One output row of a KxK stride-S depthwise conv (K, S literal)."""
+    ilo = min(OW, (PL + S - 1) // S)
+    ihi = max(ilo, min(OW, (W - K + PL) // S + 1))
+    for ow in range(ilo):
+        vstore(out, orow + ow * VW, vclamp(_dw_px(x, xb, H, W, ih0, ow * S - PL, w, wb, bv, K, K), lo, hi))
+    n = ihi - ilo
+    if n >= 8:
+        ow = ilo
+        while ow < ihi:
+            st = min(ow, ihi - 8)
+            _dw_8(x, xb, H, W, ih0, st * S - PL, w, wb, bv, out, orow + st * VW, K, S, lo, hi)
+            ow += 8
+    elif n >= 4:
+        ow = ilo
+        while ow < ihi:
+            st = min(ow, ihi - 4)
+            _dw_4(x, xb, H, W, ih0, st * S - PL, w, wb, bv, out, orow + st * VW, K, S, lo, hi)
+            ow += 4
+    else:
+        for ow in range(ilo, ihi):
+            _dw_1(x, xb, H, W, ih0, ow * S - PL, w, wb, bv, out, orow + ow * VW, K, S, lo, hi)
+    for ow in range(ihi, OW):
+        vstore(out, orow + ow * VW, vclamp(_dw_px(x, xb, H, W, ih0, ow * S - PL, w, wb, bv, K, K), lo, hi))
+
+
+@kernel
+def _dw_item(x, w, bias, out, g, it, code, p, q):
+    """Work item it = output row oh of block (n, cb), it = (n*CB + cb)*OH + oh."""
+    CB, H, W, OH, OW = g[DW_CB], g[DW_H], g[DW_W], g[DW_OH], g[DW_OW]
+    KH, KW, SH, SW, PT, PL = g[DW_KH], g[DW_KW], g[DW_SH], g[DW_SW], g[DW_PT], g[DW_PL]
+    nb = it // OH
+    oh = it - nb * OH
+    cb = nb % CB
+    xb = nb * H * W * VW
+    wb = cb * KH * KW * VW
+    bv = vload(bias, cb * VW)
+    orow = it * OW * VW
+    ih0 = oh * SH - PT
+    lo, hi = -np.inf, np.inf
+    if code == RELU:
+        lo = 0.0
+    elif code == CLIP:
+        lo, hi = p, q
+    if KH == KW and SH == SW and (KH == 3 or KH == 5) and (SH == 1 or SH == 2):
+        if KH == 3 and SH == 1:
+            _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 3, 1)
+        elif KH == 3:
+            _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 3, 2)
+        elif SH == 1:
+            _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 5, 1)
+        else:
+            _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 5, 2)
+    else:
+        for ow in range(OW):
+            vstore(out, orow + ow * VW, vclamp(_dw_px(x, xb, H, W, ih0, ow * SW - PL, w, wb, bv, KH, KW), lo, hi))
+    if code > CLIP:
+        _act_span(out, orow, OW * VW, code, p, q)
+
+
+@kernel
+def f32_blocked_dwconv(x, w, bias, out, g, code, p, q):
+    """Depthwise conv, blocked in and out; w from pack_dwconv, bias from pad_bias.
+    g = [N, CB, H, W, OH, OW, KH, KW, SH, SW, PT, PL] (no dilation)."""
+    for it in range(g[DW_N] * g[DW_CB] * g[DW_OH]):
+        _dw_item(x, w, bias, out, g, it, code, p, q)
+
+
+@kernel(parallel=True)
+def f32_blocked_dwconv_mt(x, w, bias, out, g, code, p, q):
+    for it in prange(g[DW_N] * g[DW_CB] * g[DW_OH]):
+        _dw_item(x, w, bias, out, g, it, code, p, q)
+
+
+# --- general dense convolution -----------------------------------------------------------------
+@kernel
+def _cv_item(x, w, bias, out, g, it, code, p, q):
+    """Work item it = (image n, output row oh, group of up to 4 output blocks)."""
+    C, CBo, H, W, OH, OW = g[CV_C], g[CV_CBO], g[CV_H], g[CV_W], g[CV_OH], g[CV_OW]
+    KH, KW, SH, SW, PT, PL, DH, DW, inb = (g[CV_KH], g[CV_KW], g[CV_SH], g[CV_SW], g[CV_PT], g[CV_PL],
+                                          g[CV_DH], g[CV_DW], g[CV_INB])
+    nog = (CBo + 3) // 4
+    n = it // (OH * nog)
+    rest = it - n * OH * nog
+    oh = rest // nog
+    ob = (rest - oh * nog) * 4
+    HW = H * W
+    if inb == 1:
+        Ci = (C + VW - 1) // VW * VW
+        ps = VW
+    else:
+        Ci = C
+        ps = 1
+    xn = n * Ci * HW
+    WOS = Ci * KH * KW * VW
+    OBS = OH * OW * VW
+    d = SW * ps
+    ih0 = oh * SH - PT
+    lo = min(OW, (PL + SW - 1) // SW)
+    hi = max(lo, min(OW, (W - 1 + PL - (KW - 1) * DW) // SW + 1))
+    nob = min(4, CBo - ob)
+    zero = np.int64(0)
+    if nob == 4:
+        wo = ob * WOS
+        orow = ((n * CBo + ob) * OH + oh) * OW * VW
+        for ow in range(lo):
+            _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
+                   out, orow + ow * VW, OBS, zero, code, p, q)
+        if hi - lo >= 6:
+            ow = lo
+            while ow < hi:
+                st = min(ow, hi - 6)
+                _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, st * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
+                        out, orow + st * VW, OBS, ow - st, code, p, q)
+                ow += 6
+        else:
+            for ow in range(lo, hi):
+                _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
+                        out, orow + ow * VW, OBS, zero, code, p, q)
+        for ow in range(hi, OW):
+            _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
+                   out, orow + ow * VW, OBS, zero, code, p, q)
+        return
+    if nob >= 2:
+        wo = ob * WOS
+        orow = ((n * CBo + ob) * OH + oh) * OW * VW
+        for ow in range(lo):
+            _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
+                   out, orow + ow * VW, OBS, zero, code, p, q)
+        if hi - lo >= 12:
+            ow = lo
+            while ow < hi:
+                st = min(ow, hi - 12)
+                _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, st * SW - PL, d, ps, w, wo, WOS, bias,
+                         ob * VW, out, orow + st * VW, OBS, ow - st, code, p, q)
+                ow += 12
+        else:
+            for ow in range(lo, hi):
+                _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
+                        out, orow + ow * VW, OBS, zero, code, p, q)
+        for ow in range(hi, OW):
+            _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
+                   out, orow + ow * VW, OBS, zero, code, p, q)
+        ob += 2
+    if nob % 2 == 1:
+        wo = ob * WOS
+        orow = ((n * CBo + ob) * OH + oh) * OW * VW
+        for ow in range(lo):
+            _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
+                   out, orow + ow * VW, OBS, zero, code, p, q)
+        if hi - lo >= 24:
+            ow = lo
+            while ow < hi:
+                st = min(ow, hi - 24)
+                _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, st * SW - PL, d, ps, w, wo, WOS, bias,
+                         ob * VW, out, orow + st * VW, OBS, ow - st, code, p, q)
+                ow += 24
+        else:
+            for ow in range(lo, hi):
+                _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
+                        out, orow + ow * VW, OBS, zero, code, p, q)
+        for ow in range(hi, OW):
+            _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
+                   out, orow + ow * VW, OBS, zero, code, p, q)
+
+
+@kernel
+def f32_blocked_conv(x, w, bias, out, g, code, p, q):
+    """Dense conv (group 1), output blocked; input plain NCHW (g[CV_INB] == 0) or blocked (1).
+    g = [N, C, CBo, H, W, OH, OW, KH, KW, SH, SW, PT, PL, DH, DW, in_blocked]; w from pack_conv."""
+    for it in range(g[CV_N] * g[CV_OH] * ((g[CV_CBO] + 3) // 4)):
+        _cv_item(x, w, bias, out, g, it, code, p, q)
+
+
+@kernel(parallel=True)
+def f32_blocked_conv_mt(x, w, bias, out, g, code, p, q):
+    for it in prange(g[CV_N] * g[CV_OH] * ((g[CV_CBO] + 3) // 4)):
+        _cv_item(x, w, bias, out, g, it, code, p, q)
+
+
+# --- global average pool -----------------------------------------------------------------------
+@kernel
+def _gap_item(x, out, P, nb):
+    xo = nb * P * VW
+    a0 = vbroadcast(0.0)
+    a1 = a0
+    a2 = a0
+    a3 = a0
+    i = 0
+    while i + 4 <= P:
+        a0 = vadd(a0, vload(x, xo + i * VW))
+        a1 = vadd(a1, vload(x, xo + (i + 1) * VW))
+        a2 = vadd(a2, vload(x, xo + (i + 2) * VW))
+        a3 = vadd(a3, vload(x, xo + (i + 3) * VW))
+        i += 4
+    while i < P:
+        a0 = vadd(a0, vload(x, xo + i * VW))
+        i += 1
+    s = vadd(vadd(vfence(a0), vfence(a1)), vadd(vfence(a2), vfence(a3)))
+    vstore(out, nb * VW, vmul(s, vbroadcast(1.0 / P)))
+
+
+@kernel
+def f32_blocked_gap(x, out, g):
+    """Global average pool: out blocked [N][CB][1][VW] = mean over the P pixels; g = [N, CB, P]."""
+    for nb in range(g[0] * g[1]):
+        _gap_item(x, out, g[2], nb)
+
+
+# --- layout helpers for prepare and tests (plain numpy) -------------------------------------------
+def blocked_floats(N: int, C: int, H: int, W: int, VW: int = VW) -> int:
+    """Floats of a blocked [N, C, H, W] tensor."""
+    return N * -(-C // VW) * H * W * VW
+
+
+def to_blocked_np(x4d: np.ndarray, VW: int = VW) -> np.ndarray:
+    """Plain [N, C, H, W] -> flat blocked (pad lanes zero)."""
+    N, C, H, W = x4d.shape
+    CB = -(-C // VW)
+    padded = np.zeros((N, CB * VW, H, W), np.float32)
+    padded[:, :C] = x4d
+    return np.ascontiguousarray(padded.reshape(N, CB, VW, H * W).transpose(0, 1, 3, 2)).reshape(-1)
+
+
+def from_blocked_np(flat: np.ndarray, N: int, C: int, H: int, W: int, VW: int = VW) -> np.ndarray:
+    """Flat blocked -> plain [N, C, H, W] (pad lanes dropped)."""
+    CB = -(-C // VW)
+    b = np.asarray(flat).reshape(N, CB, H * W, VW).transpose(0, 1, 3, 2).reshape(N, CB * VW, H, W)
+    return np.ascontiguousarray(b[:, :C])
+
+
+def pad_bias(b, M: int, VW: int = VW) -> np.ndarray:
+    """Bias [M] (or None: zeros) -> [ceil(M/VW)*VW] zero padded."""
+    out = np.zeros(-(-M // VW) * VW, np.float32)
+    if b is not None:
+        out[:M] = np.asarray(b, np.float32).reshape(-1)[:M]
+    return out
+
+
+def pack_conv1x1(w2d: np.ndarray, VW: int = VW) -> np.ndarray:
+    """[M, K] (output x input channels) -> flat [CBo][CBi*VW][VW]: [ob][k][l] = w2d[ob*VW + l, k]."""
+    M, K = w2d.shape
+    CBo, CBi = -(-M // VW), -(-K // VW)
+    padded = np.zeros((CBo * VW, CBi * VW), np.float32)
+    padded[:M, :K] = w2d
+    return np.ascontiguousarray(padded.reshape(CBo, VW, CBi * VW).transpose(0, 2, 1)).reshape(-1)
+
+
+def pack_dwconv(w: np.ndarray, C: int, VW: int = VW) -> np.ndarray:
+    """[C, 1, KH, KW] -> flat [CB][KH*KW][VW] (zero pad lanes)."""
+    KK = w.shape[2] * w.shape[3]
+    CB = -(-C // VW)
+    padded = np.zeros((CB * VW, KK), np.float32)
+    padded[:C] = np.asarray(w, np.float32).reshape(C, KK)
+    return np.ascontiguousarray(padded.reshape(CB, VW, KK).transpose(0, 2, 1)).reshape(-1)
+
+
+def pack_conv(w: np.ndarray, in_blocked: bool, VW: int = VW) -> np.ndarray:
+    """[M, C, KH, KW] -> flat [CBo][Ci][KH][KW][VW], Ci = C (plain input) or CB_in*VW (blocked input,
+    zero for pad channels)."""
+    M, C, KH, KW = w.shape
+    CBo = -(-M // VW)
+    Ci = -(-C // VW) * VW if in_blocked else C
+    padded = np.zeros((CBo * VW, Ci, KH, KW), np.float32)
+    padded[:M, :C] = w
+    return np.ascontiguousarray(padded.reshape(CBo, VW, Ci, KH, KW).transpose(0, 2, 3, 4, 1)).reshape(-1)
+
+
+def conv1x1_geometry(N, K, M, P, has_res=False, VW: int = VW) -> np.ndarray:
+    return np.array([N, -(-K // VW), -(-M // VW), P, int(has_res)], np.int64)
+
+
+def dwconv_geometry(N, C, H, W, OH, OW, KH, KW, SH, SW, PT, PL, VW: int = VW) -> np.ndarray:
+    return np.array([N, -(-C // VW), H, W, OH, OW, KH, KW, SH, SW, PT, PL], np.int64)
+
+
+def conv_geometry(N, C, M, H, W, OH, OW, KH, KW, SH, SW, PT, PL, DH=1, DW=1, in_blocked=False,
+                  VW: int = VW) -> np.ndarray:
+    return np.array([N, C, -(-M // VW), H, W, OH, OW, KH, KW, SH, SW, PT, PL, DH, DW, int(in_blocked)], np.int64)
