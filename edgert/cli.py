@@ -137,6 +137,18 @@ def _sparse_option(f):
                                                 "dense GEMM (off). Default: auto or $EDGERT_SPARSE.")(f)
 
 
+def _layout_option(f):
+    """--layout auto|blocked|nchw: where tensors are kept channel-blocked (edgert/runtime/layout.py)."""
+    def remember(ctx, param, value):
+        if value is not None:
+            os.environ["EDGERT_LAYOUT"] = value  # read by prepare (edgert/runtime/prepare.py)
+        return value
+    return click.option("--layout", type=click.Choice(["auto", "blocked", "nchw"]), default=None, expose_value=False,
+                        callback=remember, help="Tensor layout: channel-blocked regions where a chain of convs "
+                                                "can use them (auto), every node that can (blocked), or NCHW "
+                                                "only (nchw). Default: auto or $EDGERT_LAYOUT.")(f)
+
+
 def _budget_option(f):
     return click.option("--memory-budget", default=None, metavar="SIZE",
                         help='Memory the model may use, e.g. 600MiB (overrides the board profile).')(f)
@@ -183,6 +195,7 @@ def _read_inputs(sess, inputs, seed):
 @click.option("--exact", is_flag=True, help="Tiled runs: windows overlap by the receptive field and each voxel comes "
                                             "from one window, so the result equals the whole-volume run.")
 @_sparse_option
+@_layout_option
 @_budget_option
 def run(model, inputs, output, threads, board, seed, codebook, emit_codes, memory_budget, tile, overlap, blend, exact):
     """Run a model once and print (or save) its outputs."""
@@ -227,6 +240,7 @@ def _fmt_bytes(n):
 @click.option("--threads", type=int, default=None)
 @click.option("--board", default=None, help="Board profile id: show the fit against its memory budget.")
 @_sparse_option
+@_layout_option
 @_budget_option
 def inspect(model, as_json, threads, board, memory_budget):
     """Show what the runtime decided: ops, kernels and why, weights, memory plan."""
@@ -238,13 +252,19 @@ def inspect(model, as_json, threads, board, memory_budget):
     for kind in ("inputs", "outputs"):
         for t in info[kind]:
             click.echo(f"  {kind[:-1]:<6} {t['name']}  {t['shape']}  {t['dtype']}")
-    click.echo(f"\n{'node':<40} {'op':<18} {'output':<20} {'kernel':<26} why")
+    click.echo(f"\n{'node':<40} {'op':<18} {'output':<20} {'layout':<8} {'kernel':<26} why")
     for n in info["nodes"]:
         in_place = f"; in place: saves {_fmt_bytes(n['in_place_bytes'])}" if n.get("in_place_bytes") else ""
-        click.echo(f"{n['name'][:40]:<40} {n['op']:<18} {'x'.join(map(str, n['shape'])):<20} {n['kernel']:<26} "
-                   f"{n['reason']}{in_place}")
-    mem = info["memory"]
-    click.echo(f"\nops: {len(info['nodes'])}   weights: {_fmt_bytes(info['weight_bytes'])} (memory-mapped)"
+        click.echo(f"{n['name'][:40]:<40} {n['op']:<18} {'x'.join(map(str, n['shape'])):<20} {n['layout']:<8} "
+                   f"{n['kernel']:<26} {n['reason']}{in_place}")
+    mem, lay = info["memory"], info["layout"]
+    if lay["blocked_nodes"]:
+        click.echo(f"\nlayout ({lay['mode']}): {lay['blocked_nodes']} nodes on channel-blocked tensors "
+                   f"({lay['block']} channels per vector), {lay['reorders']} reorder{'s' if lay['reorders'] != 1 else ''}"
+                   " to or from NCHW")
+    else:
+        click.echo(f"\nlayout ({lay['mode']}): NCHW throughout")
+    click.echo(f"ops: {len(info['nodes'])}   weights: {_fmt_bytes(info['weight_bytes'])} (memory-mapped)"
                f"   packed weights: {_fmt_bytes(info['packed_bytes'])}")
     click.echo(f"arena: {_fmt_bytes(mem['arena_bytes'])}   lower bound: {_fmt_bytes(mem['lower_bound_bytes'])}"
                f"   ratio {mem['ratio']:.3f} ({mem['strategy']}, {mem['buffers']} buffers)")
@@ -280,6 +300,7 @@ def inspect(model, as_json, threads, board, memory_budget):
               help="With --profile: write a Chrome/Perfetto trace (JSON) of one run.")
 @click.option("--top", default=15, show_default=True, help="With --profile: how many slowest nodes to list.")
 @_sparse_option
+@_layout_option
 @_budget_option
 def bench(model, threads, board, runs, warmup, as_json, profile, trace, top, memory_budget):
     """Time a model: load, first run, then median/p90 latency and peak RSS (--profile: per node)."""
@@ -380,6 +401,7 @@ def boards(detect, as_json):
 @click.option("--aot/--no-aot", "build_aot", default=True, show_default=True,
               help="Also compile the model's serial kernels ahead of time into this host's library "
                    "(later starts then need no numba/LLVM; needs gcc and Python headers).")
+@_layout_option
 def warm(model, board, threads, build_aot):
     """Compile every kernel the model needs ahead of time, so later starts and first runs are fast.
 

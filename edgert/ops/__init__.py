@@ -15,3 +15,4 @@ from . import volume  # noqa: E402,F401
 from . import norm  # noqa: E402,F401
 from . import sparse  # noqa: E402,F401
 from . import mbconv  # noqa: E402,F401
+from . import layout  # noqa: E402,F401

@@ -32,6 +32,7 @@ from ..kernels import gemv as KV
 from ..kernels import spmm as KS
 from ..kernels.act import act_args, reference_act
 from .common import ACT_ATTRS, check_activation, flat
+from .conv_blocked import prepare_blocked
 from .registry import OpDef, Prepared, Sequence, register
 from .shape import int_attr, int_list
 
@@ -147,7 +148,9 @@ class Conv(OpDef):
                "f32_dwconv_generic", "f32_dwconv_generic_mt",
                "f32_gemm_rows", "f32_gemm_rows_mt", "f32_gemm_t", "f32_gemm_t_mt", "f32_gemm_im2col",
                "f32_gemm_im2col_mt", "f32_conv_rows", "f32_conv_rows_mt", "f32_gemv", "f32_gemv_mt",
-               "f32_gemm_rows_res", "f32_gemm_rows_res_mt")
+               "f32_gemm_rows_res", "f32_gemm_rows_res_mt",
+               "f32_blocked_conv1x1", "f32_blocked_conv1x1_mt", "f32_blocked_dwconv", "f32_blocked_dwconv_mt",
+               "f32_blocked_conv", "f32_blocked_conv_mt")
 
     def infer(self, node, attrs, ins, ctx):
         check_activation(self, node, attrs)
@@ -198,6 +201,8 @@ class Conv(OpDef):
         return (reference_act(y, attrs["activation"], attrs["act_a"], attrs["act_b"]).astype(x.dtype),)
 
     def prepare(self, node, attrs, ins, outs, ctx):
+        if ctx.is_blocked(node.outputs[0]):  # the planner keeps this region channel-blocked
+            return prepare_blocked(self, node, attrs, ins, outs, ctx, PARALLEL_MIN_MACS, DW_PARALLEL_MIN_MACS)
         if len(ins) > 3 and ins[3] is not None:
             return self._residual(node, attrs, ins, outs, ctx)
         return self._prepare(node, attrs, ins, outs, ctx)

@@ -20,7 +20,7 @@ class _Binary(OpDef):
     num_inputs = (2, 2)
     inplace = 0
     kernels = ("f32_binary_same", "f32_binary_scalar_a", "f32_binary_scalar_b", "f32_binary_strided4",
-               "np_binary")
+               "np_binary", "f32_blocked_scale")
 
     def infer(self, node, attrs, ins, ctx):
         check_activation(self, node, attrs)
@@ -41,10 +41,18 @@ class _Binary(OpDef):
         act = act_args(attrs)
         if out.dtype != "f32":
             return _numpy_binary(self, attrs, "dtype is not f32")
+        if ctx.is_blocked(node.outputs[0]) and self.name == "Mul" and tuple(a.shape) != tuple(b.shape):
+            from ..kernels import blocked_ops as KBO  # x * s[N, C, 1, 1] (runtime/layout.py checked)
+            N, C, H, W = a.shape
+            g = np.array([N * -(-C // KBO.VW), H * W], np.int64)
+            return Prepared("f32_blocked_scale", KBO.f32_blocked_scale,
+                            lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), g), packed={"geometry": g},
+                            reason="per-channel scale, one vector per pixel (blocked)")
         if tuple(a.shape) == tuple(b.shape) == tuple(out.shape):
+            # Blocked tensors of one shape have one physical layout too: the same flat loop.
             return Prepared("f32_binary_same", K.f32_binary_same,
                             lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), op, *act),
-                            reason="same shapes: flat loop")
+                            reason="same shapes: flat loop" + (" (blocked)" if ctx.is_blocked(node.outputs[0]) else ""))
         if b.size == 1 and tuple(a.shape) == tuple(out.shape):
             return Prepared("f32_binary_scalar_b", K.f32_binary_scalar_b,
                             lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), op, *act),
@@ -130,7 +138,8 @@ class PRelu(OpDef):
     family = "elementwise"
     num_inputs = (2, 3)
     inplace = 0
-    kernels = ("f32_prelu_strided4", "f32_prelu_strided4_mt", "f32_add_prelu_strided4", "f32_add_prelu_strided4_mt")
+    kernels = ("f32_prelu_strided4", "f32_prelu_strided4_mt", "f32_add_prelu_strided4", "f32_add_prelu_strided4_mt",
+               "f32_blocked_prelu", "f32_blocked_prelu_mt")
 
     def infer(self, node, attrs, ins, ctx):
         x, slope = ins[0], ins[1]
@@ -147,6 +156,8 @@ class PRelu(OpDef):
         return (np.where(x >= 0, x, x * slope).astype(x.dtype),)
 
     def prepare(self, node, attrs, ins, outs, ctx):
+        if ctx.is_blocked(node.outputs[0]):
+            return self._blocked(node, attrs, ins, outs, ctx)
         packed = coalesce(ins[0].shape, broadcast_strides(ins[0].shape, ins[0].shape),
                           broadcast_strides(ins[1].shape, ins[0].shape))
         if packed is None:
@@ -167,6 +178,25 @@ class PRelu(OpDef):
         return Prepared(name, getattr(K, name),
                         lambda i, o, s: (flat(i[0]), flat(np.ascontiguousarray(i[1])), sstr, flat(o[0]), shape, *extra),
                         reason="slope broadcast over coalesced dims" + threads)
+
+    def _blocked(self, node, attrs, ins, outs, ctx):
+        """Blocked [N][CB][P][VW]: the per-channel slope padded to whole blocks, one vector per pixel."""
+        from ..kernels import blocked_ops as KBO
+        N, C, H, W = ins[0].shape
+        CB = -(-C // KBO.VW)
+        slope = np.zeros(CB * KBO.VW, np.float32)
+        slope[:C] = np.broadcast_to(np.asarray(ctx.const(node.inputs[1]), np.float32).reshape(-1), (C,))
+        res = len(ins) > 2
+        g = np.array([N, CB, H * W, int(res)], np.int64)
+        T = ctx.threads if ctx.threads > 1 and ins[0].size >= PARALLEL_MIN_ELEMENTS and N * CB > 1 else 1
+        name = "f32_blocked_prelu" + ("_mt" if T > 1 else "")
+        extra = (T,) if T > 1 else ()
+        dummy = np.zeros(1, np.float32)
+        return Prepared(name, getattr(KBO, name),
+                        lambda i, o, s: (flat(i[0]), flat(i[2]) if res else dummy, slope, flat(o[0]), g, *extra),
+                        packed={"slope": slope, "geometry": g},
+                        reason=("residual Add fused: PRelu(X + R)" if res else "per-channel slope")
+                        + f", one vector per pixel (blocked){f', {T} threads' if T > 1 else ''}")
 
 
 @register

@@ -97,11 +97,21 @@ class _Pool(OpDef):
         return taps, inside, in_pads
 
 
+def blocked_mean(shape) -> Prepared:
+    """Mean over all pixels of a blocked [N, C, H, W] tensor, VW channels per vector."""
+    from ..kernels import blocked as KB
+    N, C, H, W = shape
+    g = np.array([N, -(-C // KB.VW), H * W], np.int64)
+    return Prepared("f32_blocked_gap", KB.f32_blocked_gap, lambda i, o, s: (flat(i[0]), flat(o[0]), g),
+                    packed={"geometry": g}, reason=f"mean of {H}x{W} pixels, {KB.VW} channels per vector (blocked)")
+
+
 @register
 class MaxPool(_Pool):
     name = "MaxPool"
     attrs = {"kernel": REQUIRED, "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "ceil_mode": 0}
-    kernels = ("f32_maxpool_rows", "f32_maxpool_rows_mt", "f32_maxpool_2x2s2", "f32_maxpool_2x2s2_mt")
+    kernels = ("f32_maxpool_rows", "f32_maxpool_rows_mt", "f32_maxpool_2x2s2", "f32_maxpool_2x2s2_mt",
+               "f32_blocked_maxpool")
 
     def reference(self, attrs, x):
         taps, inside, _ = self.windows(attrs, x)
@@ -110,6 +120,12 @@ class MaxPool(_Pool):
     def prepare(self, node, attrs, ins, outs, ctx):
         N, C, H, W = ins[0].shape
         kh, kw, sh, sw, pt, pl, _, _, dh, dw, OH, OW = self.geometry(attrs, ins[0].shape)
+        if ctx.is_blocked(node.outputs[0]):
+            from ..kernels import blocked_ops as KBO
+            gb = np.array([N * -(-C // KBO.VW), H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw], dtype=np.int64)
+            return Prepared("f32_blocked_maxpool", KBO.f32_blocked_maxpool, lambda i, o, s: (flat(i[0]), flat(o[0]), gb),
+                            packed={"geometry": gb}, reason=f"{kh}x{kw} s{sh}x{sw}, {KBO.VW} channels per vector "
+                                                            "(blocked)")
         g = np.array([N * C, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw], dtype=np.int64)
         mt = use_threads(ctx, outs[0].size * kh * kw)
         if (kh, kw, sh, sw, dh, dw) == (2, 2, 2, 2, 1, 1) and not any(attrs["pads"]) and (OH, OW) == (H // 2, W // 2):
@@ -142,6 +158,8 @@ class AveragePool(_Pool):
         return ((total / np.broadcast_to(counted, taps.shape).sum(axis=(3, 5))).astype(x.dtype),)
 
     def prepare(self, node, attrs, ins, outs, ctx):
+        if ctx.is_blocked(node.outputs[0]):  # a window as large as the input (runtime/layout.py)
+            return blocked_mean(ins[0].shape)
         N, C, H, W = ins[0].shape
         kh, kw, sh, sw, pt, pl, pb, pr, _, _, OH, OW = self.geometry(attrs, ins[0].shape)
         include = bool(attrs["count_include_pad"])
@@ -171,7 +189,7 @@ def _window_counts(n_out, n, k, s, p0, p1, include_pad):
 class GlobalAveragePool(OpDef):
     name = "GlobalAveragePool"
     family = "pool"
-    kernels = ("f32_reduce_rows",)
+    kernels = ("f32_reduce_rows", "f32_blocked_gap")
 
     def infer(self, node, attrs, ins, ctx):
         x = ins[0]
@@ -186,6 +204,8 @@ class GlobalAveragePool(OpDef):
         return (x.astype(np.float64).mean(axis=axes, keepdims=True).astype(x.dtype),)
 
     def prepare(self, node, attrs, ins, outs, ctx):
+        if ctx.is_blocked(node.outputs[0]):
+            return blocked_mean(ins[0].shape)
         planes = ins[0].shape[0] * ins[0].shape[1]
         n = ins[0].size // planes if planes else 0
         scale = 1.0 / n if n else np.nan

@@ -64,11 +64,15 @@ class Sequence:
 class PrepareContext:
     """What ``infer`` and ``prepare`` may look at besides the node: constants, and the thread count."""
 
-    def __init__(self, graph, threads: int = 1, file=None, options=None):
+    def __init__(self, graph, threads: int = 1, file=None, options=None, blocked=()):
         self.graph = graph
         self.threads = threads
         self.file = file
         self.options = options or {}
+        self.blocked = frozenset(blocked)  # tensors stored channel-blocked (runtime/layout.py)
+
+    def is_blocked(self, name: str) -> bool:
+        return bool(name) and name in self.blocked
 
     def is_const(self, name: str) -> bool:
         return bool(name) and name in self.graph.consts

@@ -106,7 +106,7 @@ class Transpose(OpDef):
     name = "Transpose"
     family = "shape"
     attrs = {"perm": REQUIRED}
-    kernels = ("copy", "f32_transpose_2d", "f32_copy_strided6", "np_transpose")
+    kernels = ("copy", "f32_transpose_2d", "f32_copy_strided6", "np_transpose", "f32_blocked_to_nhwc")
 
     def infer(self, node, attrs, ins, ctx):
         perm = int_list(self, node, attrs, "perm")
@@ -119,6 +119,12 @@ class Transpose(OpDef):
 
     def prepare(self, node, attrs, ins, outs, ctx):
         perm = list(attrs["perm"])
+        if ctx.is_blocked(node.inputs[0]):  # NCHW -> NHWC straight from the channel blocks
+            from ..kernels import blocked_ops as KBO
+            N, C, H, W = ins[0].shape
+            g = np.array([N, C, H * W], np.int64)
+            return Prepared("f32_blocked_to_nhwc", KBO.f32_blocked_to_nhwc, lambda i, o, s: (flat(i[0]), flat(o[0]), g),
+                            packed={"geometry": g}, reason=f"blocked by {KBO.VW} channels -> NHWC")
         numpy = Prepared("np_transpose", np.copyto, lambda i, o, s: (o[0], i[0].transpose(perm)),
                          reason="numpy copy of a transposed view")
         if ins[0].dtype != "f32":
@@ -303,6 +309,13 @@ class Pad(OpDef):
 
     def prepare(self, node, attrs, ins, outs, ctx):
         shape, pads, mode = list(ins[0].shape), attrs["pads"], attrs["mode"]
+        if ctx.is_blocked(node.outputs[0]):  # zero channels appended (runtime/layout.py checked)
+            from ..kernels import blocked_ops as KBO
+            N, C, H, W = shape
+            g = np.array([N, C, -(-C // KBO.VW), -(-outs[0].shape[1] // KBO.VW), H * W], np.int64)
+            return Prepared("f32_blocked_pad_channels", KBO.f32_blocked_pad_channels,
+                            lambda i, o, s: (flat(i[0]), flat(o[0]), g), packed={"geometry": g},
+                            reason=f"{C} -> {outs[0].shape[1]} channels, zeros appended (blocked)")
         rank = len(shape)
         if not any(pads):
             return _flat_copy("no padding: a flat copy")

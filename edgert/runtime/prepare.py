@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..errors import GraphError, ShapeError
 from ..ir.graph import Graph, TensorInfo
 from ..ops import get_op
 from ..ops.registry import PrepareContext, Prepared
+from .layout import DEFAULT_MODE, plan_layout
 from .planner import Buffer, MemoryPlan, plan_memory
 
 
@@ -77,14 +79,24 @@ class _Groups:
         self.parent[self.find(other)] = self.find(keep)
 
 
+def layout_mode(options) -> str:
+    """The layout option: ``options["layout"]``, else $EDGERT_LAYOUT, else the default."""
+    return (options or {}).get("layout") or os.environ.get("EDGERT_LAYOUT") or DEFAULT_MODE
+
+
 def prepare_graph(graph: Graph, threads: int = 1, file=None, options=None):
-    """Infer, prepare every node, and plan memory. Returns (prepared nodes, plan, tensor->buffer map)."""
+    """Infer, choose the layout, prepare every node, and plan memory. Returns (prepared nodes, plan,
+    tensor->buffer map); ``plan.tensors`` holds every buffer's physical TensorInfo (blocked tensors
+    are 5-D, see runtime/layout.py) and ``plan.layout`` the layout decisions."""
+    from ..kernels.simd import VW
     inferred = infer_graph(graph, file=file)
-    ctx = PrepareContext(graph, threads=threads, file=file, options=options)
+    layout = plan_layout(graph, inferred, layout_mode(options), VW, file=file)
+    steps, tensors = layout.steps, layout.tensors
+    ctx = PrepareContext(graph, threads=threads, file=file, options=options, blocked=layout.blocked)
     groups = _Groups()
-    n_steps = len(inferred)
+    n_steps = len(steps)
     last_use = {}
-    for step, (node, *_rest) in enumerate(inferred):
+    for step, (node, *_rest) in enumerate(steps):
         for name in node.inputs:
             if name and name not in graph.consts:
                 last_use[name] = step
@@ -92,10 +104,10 @@ def prepare_graph(graph: Graph, threads: int = 1, file=None, options=None):
         last_use[name] = n_steps
     prepared_nodes = []
     scratch_buffers = []
-    for step, (node, opdef, attrs, ins) in enumerate(inferred):
-        outs = [graph.tensors[n] for n in node.outputs]
+    for step, (node, opdef, attrs, ins) in enumerate(steps):
+        outs = [layout.logical[n] for n in node.outputs]
         src = node.inputs[opdef.view_of] if opdef.view_of is not None else None
-        if src and src not in graph.consts and graph.tensors[src].nbytes == outs[0].nbytes:
+        if src and src not in graph.consts and tensors[src].nbytes == tensors[node.outputs[0]].nbytes:
             groups.union(src, node.outputs[0])
             prepared_nodes.append(PreparedNode(node, opdef, attrs, None))
             continue
@@ -110,12 +122,13 @@ def prepare_graph(graph: Graph, threads: int = 1, file=None, options=None):
             scratch_buffers.append(Buffer(info.name, info.nbytes, step, step))
         if opdef.inplace is not None and len(node.inputs) > opdef.inplace:
             src = node.inputs[opdef.inplace]
-            if (src and src not in graph.consts and graph.tensors[src].nbytes == outs[0].nbytes
-                    and graph.tensors[src].dtype == outs[0].dtype
+            if (src and src not in graph.consts and tensors[src].nbytes == tensors[node.outputs[0]].nbytes
+                    and tensors[src].dtype == outs[0].dtype
                     and _group_last_use(groups, src, last_use) == step):
                 groups.union(src, node.outputs[0])
-    buffers = _tensor_buffers(graph, groups, inferred, n_steps) + scratch_buffers
+    buffers = _tensor_buffers(graph, tensors, groups, steps, n_steps) + scratch_buffers
     plan = plan_memory(buffers)
+    plan.tensors, plan.layout = tensors, layout
     return prepared_nodes, plan, groups
 
 
@@ -124,16 +137,16 @@ def _group_last_use(groups, name, last_use):
     return max(step for member, step in last_use.items() if groups.find(member) == root)
 
 
-def _tensor_buffers(graph, groups, inferred, n_steps):
+def _tensor_buffers(graph, tensors, groups, steps, n_steps):
     spans = {}
     def touch(name, step):
         root = groups.find(name)
-        size = graph.tensors[name].nbytes
+        size = tensors[name].nbytes
         lo, hi, sz = spans.get(root, (step, step, 0))
         spans[root] = (min(lo, step), max(hi, step), max(sz, size))
     for name in graph.inputs:
         touch(name, 0)
-    for step, (node, *_rest) in enumerate(inferred):
+    for step, (node, *_rest) in enumerate(steps):
         for name in node.inputs:
             if name and name not in graph.consts:
                 touch(name, step)

@@ -24,15 +24,15 @@ from .bench import random_feeds
 def _node_flops(sess, pnode) -> float:
     """Multiply-adds x 2 for the ops where that is the work measure (conv, FC, MatMul); else 0."""
     op, g = pnode.node.op, sess.graph
-    out = g.tensors[pnode.node.outputs[0]].shape
+    out = sess.tensor_info(pnode.node.outputs[0]).shape
     if op in ("Conv", "ConvTranspose") and len(pnode.node.inputs) > 1 and pnode.node.inputs[1] in g.consts:
         w = g.consts[pnode.node.inputs[1]].shape
         if op == "Conv":  # every output element: Cin/g * kh * kw multiply-adds
             return 2.0 * float(np.prod(out)) * float(np.prod(w[1:]))
         # ConvTranspose [Cin, Cout/g, kh, kw]: every input element scatters Cout/g * kh * kw of them
-        return 2.0 * float(np.prod(g.tensors[pnode.node.inputs[0]].shape)) * float(np.prod(w[1:]))
+        return 2.0 * float(np.prod(sess.tensor_info(pnode.node.inputs[0]).shape)) * float(np.prod(w[1:]))
     if op in ("FullyConnected", "MatMul"):
-        k = g.tensors[pnode.node.inputs[0]].shape[-1]
+        k = sess.tensor_info(pnode.node.inputs[0]).shape[-1]
         return 2.0 * float(np.prod(out)) * k
     return 0.0
 
@@ -64,7 +64,7 @@ def profile_session(sess, feeds=None, runs: int = 20, warmup: int = 3) -> dict:
     for i, p in enumerate(nodes):
         flops = _node_flops(sess, p)
         rows.append({"index": i, "name": p.node.name, "op": p.node.op, "kernel": p.prepared.kernel,
-                     "shape": list(sess.graph.tensors[p.node.outputs[0]].shape), "median_ms": float(med[i]),
+                     "shape": list(sess.tensor_info(p.node.outputs[0]).shape), "median_ms": float(med[i]),
                      "gflops": float(flops / (med[i] * 1e6)) if flops and med[i] > 0 else None,
                      "last_start_ms": float(starts[i] * 1e3), "last_ms": float(per_node[-1, i] * 1e3)})
     whole_ms = float(np.median(whole) * 1e3)

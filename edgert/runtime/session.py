@@ -77,12 +77,17 @@ class Session:
             return self._views[name]
         if name in self.graph.consts:
             return self.graph.const_value(name)
-        info = self.graph.tensors[name]
+        info = self.plan.tensors.get(name) or self.graph.tensors[name]  # blocked tensors: 5-D physical shape
         offset = self._base + self.plan.offset_of(self._groups.find(name))
         dtype = DTYPES[info.dtype].newbyteorder("=")
         view = self._arena[offset:offset + info.nbytes].view(dtype).reshape(info.shape)
         self._views[name] = view
         return view
+
+    def tensor_info(self, name: str):
+        """The logical (NCHW) TensorInfo of any tensor the session computes, reorder copies included."""
+        layout = self.plan.layout
+        return layout.logical[name] if layout is not None and name in layout.logical else self.graph.tensors[name]
 
     def _scratch(self, pnode, k):
         shape, dtype = pnode.prepared.scratch[k]
@@ -173,7 +178,8 @@ class Session:
         for p in self.nodes:
             info = {"name": p.node.name, "op": p.node.op,
                     "inputs": list(p.node.inputs), "outputs": list(p.node.outputs),
-                    "shape": list(self.graph.tensors[p.node.outputs[0]].shape),
+                    "shape": list(self.tensor_info(p.node.outputs[0]).shape),
+                    "layout": "blocked" if p.node.outputs[0] in self.plan.layout.blocked else "nchw",
                     "weight_bytes": int(sum(self.graph.consts[n].nbytes for n in p.node.inputs
                                             if n and n in self.graph.consts))}
             if p.prepared is None:
@@ -186,7 +192,7 @@ class Session:
                         and p.node.inputs[k] not in self.graph.consts
                         and self._groups.find(p.node.inputs[k]) == self._groups.find(p.node.outputs[0])):
                     # The planner put the output over the input: one buffer of this size never allocated.
-                    info["in_place_bytes"] = int(self.graph.tensors[p.node.outputs[0]].nbytes)
+                    info["in_place_bytes"] = int(self.plan.tensors[p.node.outputs[0]].nbytes)
             nodes.append(info)
         weights = sum(v.nbytes for v in self.graph.consts.values())
         return {
@@ -201,10 +207,19 @@ class Session:
             "weight_bytes": int(weights),
             "packed_bytes": int(sum(p.prepared.persistent_bytes for p in self.nodes if p.prepared)),
             "memory": summarize(self.plan),
+            "layout": self.layout_summary(),
             "blas": self.blas_note,
             "compiled": {how: self.compiled.count(how) for how in ("aot", "jit", "python")},
             "metadata": self.graph.metadata,
         }
+
+
+    def layout_summary(self) -> dict:
+        """How many nodes run channel-blocked, with how many reorders (runtime/layout.py)."""
+        from .prepare import layout_mode
+        layout = self.plan.layout
+        return {"mode": layout_mode(self.options), "block": layout.block, "blocked_nodes": len(layout.kinds),
+                "reorders": layout.reorders}
 
 
 def _resolve(calls):
