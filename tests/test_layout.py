@@ -80,6 +80,7 @@ def _layout(graph, mode):
     return plan_layout(graph, infer_graph(graph), mode, VW)
 
 
+@pytest.mark.arm
 def test_plan_blocks_the_network_and_reorders_only_at_its_borders():
     graph = mobile_net()
     plan = _layout(graph, "auto")
@@ -122,6 +123,7 @@ def test_unknown_layout_is_a_clear_error():
         Session(graph, options={"layout": "nhwc"})
 
 
+@pytest.mark.arm
 @pytest.mark.parametrize("head", ["gap", "nhwc"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_blocked_network_matches_nchw_and_reference(head, threads):
@@ -142,6 +144,7 @@ def test_blocked_network_matches_nchw_and_reference(head, threads):
     assert any(n["kernel"].startswith("f32_blocked_conv1x1") for n in d["nodes"])
 
 
+@pytest.mark.arm
 @settings(max_examples=8, deadline=None)
 @given(C1=st.integers(1, 2 * VW + 3), C2=st.integers(1, 2 * VW + 1), H=st.integers(4, 23), seed=st.integers(0, 99))
 def test_blocked_network_any_channel_count(C1, C2, H, seed):
@@ -153,6 +156,7 @@ def test_blocked_network_any_channel_count(C1, C2, H, seed):
         assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, what=name)
 
 
+@pytest.mark.arm
 def test_stale_arena_bytes_do_not_matter():
     """Kernels write every lane they later read (pad lanes included): poison the arena with large
     finite garbage (0x4b bytes = 1.3e7) and the outputs must not change."""
@@ -165,6 +169,7 @@ def test_stale_arena_bytes_do_not_matter():
         assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, what=name)
 
 
+@pytest.mark.arm
 def test_reorder_ops_match_their_references():
     rng = np.random.default_rng(3)
     for C in (1, VW - 1 if VW > 1 else 1, VW, VW + 1, 3 * VW + 2):
