@@ -73,9 +73,9 @@ def _act_span(y, o, n, code, p, q):
         d[i] = apply_act(d[i], code, p, q)
 
 
-# --- generated micro-kernels (tools: regenerate with the generator in the commit message) ---
+# --- generated micro-kernels (from _generate_tiles: do not edit by hand) ---
 @inline
-def _c1_4x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+def _c1_4x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
     """4 output blocks x 6 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -168,45 +168,45 @@ def _c1_4x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
         a1_5 = vadd(a1_5, vload(r, oo + 1 * OBS + 5 * VW))
         a2_5 = vadd(a2_5, vload(r, oo + 2 * OBS + 5 * VW))
         a3_5 = vadd(a3_5, vload(r, oo + 3 * OBS + 5 * VW))
-    if skip <= 0:
+    if skip <= 0 and 0 < lim:
         vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
         vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
         vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q))
         vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q))
-    if skip <= 1:
+    if skip <= 1 and 1 < lim:
         vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
         vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q))
         vstore(out, oo + 2 * OBS + 1 * VW, _fin(a2_1, code, p, q))
         vstore(out, oo + 3 * OBS + 1 * VW, _fin(a3_1, code, p, q))
-    if skip <= 2:
+    if skip <= 2 and 2 < lim:
         vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
         vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q))
         vstore(out, oo + 2 * OBS + 2 * VW, _fin(a2_2, code, p, q))
         vstore(out, oo + 3 * OBS + 2 * VW, _fin(a3_2, code, p, q))
-    if skip <= 3:
+    if skip <= 3 and 3 < lim:
         vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
         vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q))
         vstore(out, oo + 2 * OBS + 3 * VW, _fin(a2_3, code, p, q))
         vstore(out, oo + 3 * OBS + 3 * VW, _fin(a3_3, code, p, q))
-    if skip <= 4:
+    if skip <= 4 and 4 < lim:
         vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
         vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q))
         vstore(out, oo + 2 * OBS + 4 * VW, _fin(a2_4, code, p, q))
         vstore(out, oo + 3 * OBS + 4 * VW, _fin(a3_4, code, p, q))
-    if skip <= 5:
+    if skip <= 5 and 5 < lim:
         vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
         vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q))
         vstore(out, oo + 2 * OBS + 5 * VW, _fin(a2_5, code, p, q))
         vstore(out, oo + 3 * OBS + 5 * VW, _fin(a3_5, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
-        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
-        _act_span(out, oo + 2 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
-        _act_span(out, oo + 3 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 3 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
-def _c1_2x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+def _c1_2x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
     """2 output blocks x 12 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -301,49 +301,49 @@ def _c1_2x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, ski
         a1_10 = vadd(a1_10, vload(r, oo + 1 * OBS + 10 * VW))
         a0_11 = vadd(a0_11, vload(r, oo + 0 * OBS + 11 * VW))
         a1_11 = vadd(a1_11, vload(r, oo + 1 * OBS + 11 * VW))
-    if skip <= 0:
+    if skip <= 0 and 0 < lim:
         vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
         vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
-    if skip <= 1:
+    if skip <= 1 and 1 < lim:
         vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
         vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q))
-    if skip <= 2:
+    if skip <= 2 and 2 < lim:
         vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
         vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q))
-    if skip <= 3:
+    if skip <= 3 and 3 < lim:
         vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
         vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q))
-    if skip <= 4:
+    if skip <= 4 and 4 < lim:
         vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
         vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q))
-    if skip <= 5:
+    if skip <= 5 and 5 < lim:
         vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
         vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q))
-    if skip <= 6:
+    if skip <= 6 and 6 < lim:
         vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q))
         vstore(out, oo + 1 * OBS + 6 * VW, _fin(a1_6, code, p, q))
-    if skip <= 7:
+    if skip <= 7 and 7 < lim:
         vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q))
         vstore(out, oo + 1 * OBS + 7 * VW, _fin(a1_7, code, p, q))
-    if skip <= 8:
+    if skip <= 8 and 8 < lim:
         vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q))
         vstore(out, oo + 1 * OBS + 8 * VW, _fin(a1_8, code, p, q))
-    if skip <= 9:
+    if skip <= 9 and 9 < lim:
         vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q))
         vstore(out, oo + 1 * OBS + 9 * VW, _fin(a1_9, code, p, q))
-    if skip <= 10:
+    if skip <= 10 and 10 < lim:
         vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q))
         vstore(out, oo + 1 * OBS + 10 * VW, _fin(a1_10, code, p, q))
-    if skip <= 11:
+    if skip <= 11 and 11 < lim:
         vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q))
         vstore(out, oo + 1 * OBS + 11 * VW, _fin(a1_11, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(12) - skip) * VW, code, p, q)
-        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(12) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
-def _c1_1x24(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+def _c1_1x24(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
     """1 output blocks x 24 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     a0_0 = b0
@@ -448,60 +448,60 @@ def _c1_1x24(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, ski
         a0_21 = vadd(a0_21, vload(r, oo + 0 * OBS + 21 * VW))
         a0_22 = vadd(a0_22, vload(r, oo + 0 * OBS + 22 * VW))
         a0_23 = vadd(a0_23, vload(r, oo + 0 * OBS + 23 * VW))
-    if skip <= 0:
+    if skip <= 0 and 0 < lim:
         vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
-    if skip <= 1:
+    if skip <= 1 and 1 < lim:
         vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
-    if skip <= 2:
+    if skip <= 2 and 2 < lim:
         vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
-    if skip <= 3:
+    if skip <= 3 and 3 < lim:
         vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
-    if skip <= 4:
+    if skip <= 4 and 4 < lim:
         vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
-    if skip <= 5:
+    if skip <= 5 and 5 < lim:
         vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
-    if skip <= 6:
+    if skip <= 6 and 6 < lim:
         vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q))
-    if skip <= 7:
+    if skip <= 7 and 7 < lim:
         vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q))
-    if skip <= 8:
+    if skip <= 8 and 8 < lim:
         vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q))
-    if skip <= 9:
+    if skip <= 9 and 9 < lim:
         vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q))
-    if skip <= 10:
+    if skip <= 10 and 10 < lim:
         vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q))
-    if skip <= 11:
+    if skip <= 11 and 11 < lim:
         vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q))
-    if skip <= 12:
+    if skip <= 12 and 12 < lim:
         vstore(out, oo + 0 * OBS + 12 * VW, _fin(a0_12, code, p, q))
-    if skip <= 13:
+    if skip <= 13 and 13 < lim:
         vstore(out, oo + 0 * OBS + 13 * VW, _fin(a0_13, code, p, q))
-    if skip <= 14:
+    if skip <= 14 and 14 < lim:
         vstore(out, oo + 0 * OBS + 14 * VW, _fin(a0_14, code, p, q))
-    if skip <= 15:
+    if skip <= 15 and 15 < lim:
         vstore(out, oo + 0 * OBS + 15 * VW, _fin(a0_15, code, p, q))
-    if skip <= 16:
+    if skip <= 16 and 16 < lim:
         vstore(out, oo + 0 * OBS + 16 * VW, _fin(a0_16, code, p, q))
-    if skip <= 17:
+    if skip <= 17 and 17 < lim:
         vstore(out, oo + 0 * OBS + 17 * VW, _fin(a0_17, code, p, q))
-    if skip <= 18:
+    if skip <= 18 and 18 < lim:
         vstore(out, oo + 0 * OBS + 18 * VW, _fin(a0_18, code, p, q))
-    if skip <= 19:
+    if skip <= 19 and 19 < lim:
         vstore(out, oo + 0 * OBS + 19 * VW, _fin(a0_19, code, p, q))
-    if skip <= 20:
+    if skip <= 20 and 20 < lim:
         vstore(out, oo + 0 * OBS + 20 * VW, _fin(a0_20, code, p, q))
-    if skip <= 21:
+    if skip <= 21 and 21 < lim:
         vstore(out, oo + 0 * OBS + 21 * VW, _fin(a0_21, code, p, q))
-    if skip <= 22:
+    if skip <= 22 and 22 < lim:
         vstore(out, oo + 0 * OBS + 22 * VW, _fin(a0_22, code, p, q))
-    if skip <= 23:
+    if skip <= 23 and 23 < lim:
         vstore(out, oo + 0 * OBS + 23 * VW, _fin(a0_23, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(24) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
-def _c1_4x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+def _c1_4x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
     """4 output blocks x 1 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -534,14 +534,14 @@ def _c1_4x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
     vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q))
     vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 2 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 3 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 3 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
-def _c1_2x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+def _c1_2x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
     """2 output blocks x 1 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -562,12 +562,12 @@ def _c1_2x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
     vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
     vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
-def _c1_1x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, code, p, q):
+def _c1_1x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
     """1 output blocks x 1 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     a0_0 = b0
@@ -582,12 +582,12 @@ def _c1_1x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
         a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
     vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
 def _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
-        code, p, q):
+        lim, code, p, q):
     """4 output blocks x 6 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -664,46 +664,46 @@ def _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     a1_5 = vfma(s, w1, a1_5)
                     a2_5 = vfma(s, w2, a2_5)
                     a3_5 = vfma(s, w3, a3_5)
-    if skip <= 0:
+    if skip <= 0 and 0 < lim:
         vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
         vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
         vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q))
         vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q))
-    if skip <= 1:
+    if skip <= 1 and 1 < lim:
         vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
         vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q))
         vstore(out, oo + 2 * OBS + 1 * VW, _fin(a2_1, code, p, q))
         vstore(out, oo + 3 * OBS + 1 * VW, _fin(a3_1, code, p, q))
-    if skip <= 2:
+    if skip <= 2 and 2 < lim:
         vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
         vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q))
         vstore(out, oo + 2 * OBS + 2 * VW, _fin(a2_2, code, p, q))
         vstore(out, oo + 3 * OBS + 2 * VW, _fin(a3_2, code, p, q))
-    if skip <= 3:
+    if skip <= 3 and 3 < lim:
         vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
         vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q))
         vstore(out, oo + 2 * OBS + 3 * VW, _fin(a2_3, code, p, q))
         vstore(out, oo + 3 * OBS + 3 * VW, _fin(a3_3, code, p, q))
-    if skip <= 4:
+    if skip <= 4 and 4 < lim:
         vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
         vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q))
         vstore(out, oo + 2 * OBS + 4 * VW, _fin(a2_4, code, p, q))
         vstore(out, oo + 3 * OBS + 4 * VW, _fin(a3_4, code, p, q))
-    if skip <= 5:
+    if skip <= 5 and 5 < lim:
         vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
         vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q))
         vstore(out, oo + 2 * OBS + 5 * VW, _fin(a2_5, code, p, q))
         vstore(out, oo + 3 * OBS + 5 * VW, _fin(a3_5, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
-        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
-        _act_span(out, oo + 2 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
-        _act_span(out, oo + 3 * OBS + skip * VW, (np.int64(6) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 3 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
 def _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
-        code, p, q):
+        lim, code, p, q):
     """2 output blocks x 12 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -782,50 +782,50 @@ def _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, W
                     s = vbroadcast_at(x, xk + 11 * d)
                     a0_11 = vfma(s, w0, a0_11)
                     a1_11 = vfma(s, w1, a1_11)
-    if skip <= 0:
+    if skip <= 0 and 0 < lim:
         vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
         vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
-    if skip <= 1:
+    if skip <= 1 and 1 < lim:
         vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
         vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q))
-    if skip <= 2:
+    if skip <= 2 and 2 < lim:
         vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
         vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q))
-    if skip <= 3:
+    if skip <= 3 and 3 < lim:
         vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
         vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q))
-    if skip <= 4:
+    if skip <= 4 and 4 < lim:
         vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
         vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q))
-    if skip <= 5:
+    if skip <= 5 and 5 < lim:
         vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
         vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q))
-    if skip <= 6:
+    if skip <= 6 and 6 < lim:
         vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q))
         vstore(out, oo + 1 * OBS + 6 * VW, _fin(a1_6, code, p, q))
-    if skip <= 7:
+    if skip <= 7 and 7 < lim:
         vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q))
         vstore(out, oo + 1 * OBS + 7 * VW, _fin(a1_7, code, p, q))
-    if skip <= 8:
+    if skip <= 8 and 8 < lim:
         vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q))
         vstore(out, oo + 1 * OBS + 8 * VW, _fin(a1_8, code, p, q))
-    if skip <= 9:
+    if skip <= 9 and 9 < lim:
         vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q))
         vstore(out, oo + 1 * OBS + 9 * VW, _fin(a1_9, code, p, q))
-    if skip <= 10:
+    if skip <= 10 and 10 < lim:
         vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q))
         vstore(out, oo + 1 * OBS + 10 * VW, _fin(a1_10, code, p, q))
-    if skip <= 11:
+    if skip <= 11 and 11 < lim:
         vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q))
         vstore(out, oo + 1 * OBS + 11 * VW, _fin(a1_11, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(12) - skip) * VW, code, p, q)
-        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(12) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
 def _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
-        code, p, q):
+        lim, code, p, q):
     """1 output blocks x 24 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
     b0 = vload(bias, bo + 0 * VW)
     a0_0 = b0
@@ -914,61 +914,61 @@ def _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, W
                     a0_22 = vfma(s, w0, a0_22)
                     s = vbroadcast_at(x, xk + 23 * d)
                     a0_23 = vfma(s, w0, a0_23)
-    if skip <= 0:
+    if skip <= 0 and 0 < lim:
         vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
-    if skip <= 1:
+    if skip <= 1 and 1 < lim:
         vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
-    if skip <= 2:
+    if skip <= 2 and 2 < lim:
         vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
-    if skip <= 3:
+    if skip <= 3 and 3 < lim:
         vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
-    if skip <= 4:
+    if skip <= 4 and 4 < lim:
         vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
-    if skip <= 5:
+    if skip <= 5 and 5 < lim:
         vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
-    if skip <= 6:
+    if skip <= 6 and 6 < lim:
         vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q))
-    if skip <= 7:
+    if skip <= 7 and 7 < lim:
         vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q))
-    if skip <= 8:
+    if skip <= 8 and 8 < lim:
         vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q))
-    if skip <= 9:
+    if skip <= 9 and 9 < lim:
         vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q))
-    if skip <= 10:
+    if skip <= 10 and 10 < lim:
         vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q))
-    if skip <= 11:
+    if skip <= 11 and 11 < lim:
         vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q))
-    if skip <= 12:
+    if skip <= 12 and 12 < lim:
         vstore(out, oo + 0 * OBS + 12 * VW, _fin(a0_12, code, p, q))
-    if skip <= 13:
+    if skip <= 13 and 13 < lim:
         vstore(out, oo + 0 * OBS + 13 * VW, _fin(a0_13, code, p, q))
-    if skip <= 14:
+    if skip <= 14 and 14 < lim:
         vstore(out, oo + 0 * OBS + 14 * VW, _fin(a0_14, code, p, q))
-    if skip <= 15:
+    if skip <= 15 and 15 < lim:
         vstore(out, oo + 0 * OBS + 15 * VW, _fin(a0_15, code, p, q))
-    if skip <= 16:
+    if skip <= 16 and 16 < lim:
         vstore(out, oo + 0 * OBS + 16 * VW, _fin(a0_16, code, p, q))
-    if skip <= 17:
+    if skip <= 17 and 17 < lim:
         vstore(out, oo + 0 * OBS + 17 * VW, _fin(a0_17, code, p, q))
-    if skip <= 18:
+    if skip <= 18 and 18 < lim:
         vstore(out, oo + 0 * OBS + 18 * VW, _fin(a0_18, code, p, q))
-    if skip <= 19:
+    if skip <= 19 and 19 < lim:
         vstore(out, oo + 0 * OBS + 19 * VW, _fin(a0_19, code, p, q))
-    if skip <= 20:
+    if skip <= 20 and 20 < lim:
         vstore(out, oo + 0 * OBS + 20 * VW, _fin(a0_20, code, p, q))
-    if skip <= 21:
+    if skip <= 21 and 21 < lim:
         vstore(out, oo + 0 * OBS + 21 * VW, _fin(a0_21, code, p, q))
-    if skip <= 22:
+    if skip <= 22 and 22 < lim:
         vstore(out, oo + 0 * OBS + 22 * VW, _fin(a0_22, code, p, q))
-    if skip <= 23:
+    if skip <= 23 and 23 < lim:
         vstore(out, oo + 0 * OBS + 23 * VW, _fin(a0_23, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(24) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
 def _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
-        code, p, q):
+        lim, code, p, q):
     """4 output blocks x 1 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -1005,15 +1005,15 @@ def _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
     vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q))
     vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 2 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 3 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 3 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
 def _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
-        code, p, q):
+        lim, code, p, q):
     """2 output blocks x 1 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -1040,13 +1040,13 @@ def _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
     vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
     vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
 def _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
-        code, p, q):
+        lim, code, p, q):
     """1 output blocks x 1 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
     b0 = vload(bias, bo + 0 * VW)
     a0_0 = b0
@@ -1068,12 +1068,12 @@ def _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     a0_0 = vfma(s, w0, a0_0)
     vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
 def _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
-        code, p, q):
+        lim, code, p, q):
     """4 output blocks x 1 pixels of one output row of the general conv (generated; taps outside the input skipped)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -1112,15 +1112,15 @@ def _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS
     vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q))
     vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 2 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 3 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 3 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
 def _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
-        code, p, q):
+        lim, code, p, q):
     """2 output blocks x 1 pixels of one output row of the general conv (generated; taps outside the input skipped)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -1149,13 +1149,13 @@ def _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS
     vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
     vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
-        _act_span(out, oo + 1 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
 def _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
-        code, p, q):
+        lim, code, p, q):
     """1 output blocks x 1 pixels of one output row of the general conv (generated; taps outside the input skipped)."""
     b0 = vload(bias, bo + 0 * VW)
     a0_0 = b0
@@ -1179,12 +1179,12 @@ def _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS
                         a0_0 = vfma(s, w0, a0_0)
     vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
     if code > CLIP:
-        _act_span(out, oo + 0 * OBS + skip * VW, (np.int64(1) - skip) * VW, code, p, q)
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
 @inline
-def _dw_8(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, K, S, lo, hi):
-    """8 consecutive output pixels of a KxK depthwise row, columns inside the input (generated)."""
+def _dw_8(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, KH, KW, S, lo, hi):
+    """8 consecutive output pixels of a depthwise row (generated): every column inside the input."""
     a0 = bv
     a1 = bv
     a2 = bv
@@ -1193,12 +1193,12 @@ def _dw_8(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, K, S, lo, hi):
     a5 = bv
     a6 = bv
     a7 = bv
-    for ki in range(K):
+    for ki in range(KH):
         ih = ih0 + ki
         if ih >= 0 and ih < H:
             xr = xb + (ih * W + iw0) * VW
-            for kj in range(K):
-                wv = vload(w, wb + (ki * K + kj) * VW)
+            for kj in range(KW):
+                wv = vload(w, wb + (ki * KW + kj) * VW)
                 a0 = vfma(wv, vload(x, xr + (0 * S + kj) * VW), a0)
                 a1 = vfma(wv, vload(x, xr + (1 * S + kj) * VW), a1)
                 a2 = vfma(wv, vload(x, xr + (2 * S + kj) * VW), a2)
@@ -1218,40 +1218,206 @@ def _dw_8(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, K, S, lo, hi):
 
 
 @inline
-def _dw_4(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, K, S, lo, hi):
-    """4 consecutive output pixels of a KxK depthwise row, columns inside the input (generated)."""
+def _dwc_8(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, KH, KW, S, lo, hi, nv):
+    """8 consecutive output pixels of a depthwise row (generated): taps outside the input skipped, the first nv pixels stored."""
     a0 = bv
     a1 = bv
     a2 = bv
     a3 = bv
-    for ki in range(K):
+    a4 = bv
+    a5 = bv
+    a6 = bv
+    a7 = bv
+    for ki in range(KH):
         ih = ih0 + ki
         if ih >= 0 and ih < H:
             xr = xb + (ih * W + iw0) * VW
-            for kj in range(K):
-                wv = vload(w, wb + (ki * K + kj) * VW)
-                a0 = vfma(wv, vload(x, xr + (0 * S + kj) * VW), a0)
-                a1 = vfma(wv, vload(x, xr + (1 * S + kj) * VW), a1)
-                a2 = vfma(wv, vload(x, xr + (2 * S + kj) * VW), a2)
-                a3 = vfma(wv, vload(x, xr + (3 * S + kj) * VW), a3)
+            for kj in range(KW):
+                wv = vload(w, wb + (ki * KW + kj) * VW)
+                if iw0 + 0 * S + kj >= 0 and iw0 + 0 * S + kj < W:
+                    a0 = vfma(wv, vload(x, xr + (0 * S + kj) * VW), a0)
+                if iw0 + 1 * S + kj >= 0 and iw0 + 1 * S + kj < W:
+                    a1 = vfma(wv, vload(x, xr + (1 * S + kj) * VW), a1)
+                if iw0 + 2 * S + kj >= 0 and iw0 + 2 * S + kj < W:
+                    a2 = vfma(wv, vload(x, xr + (2 * S + kj) * VW), a2)
+                if iw0 + 3 * S + kj >= 0 and iw0 + 3 * S + kj < W:
+                    a3 = vfma(wv, vload(x, xr + (3 * S + kj) * VW), a3)
+                if iw0 + 4 * S + kj >= 0 and iw0 + 4 * S + kj < W:
+                    a4 = vfma(wv, vload(x, xr + (4 * S + kj) * VW), a4)
+                if iw0 + 5 * S + kj >= 0 and iw0 + 5 * S + kj < W:
+                    a5 = vfma(wv, vload(x, xr + (5 * S + kj) * VW), a5)
+                if iw0 + 6 * S + kj >= 0 and iw0 + 6 * S + kj < W:
+                    a6 = vfma(wv, vload(x, xr + (6 * S + kj) * VW), a6)
+                if iw0 + 7 * S + kj >= 0 and iw0 + 7 * S + kj < W:
+                    a7 = vfma(wv, vload(x, xr + (7 * S + kj) * VW), a7)
     vstore(out, oo + 0 * VW, vclamp(a0, lo, hi))
-    vstore(out, oo + 1 * VW, vclamp(a1, lo, hi))
-    vstore(out, oo + 2 * VW, vclamp(a2, lo, hi))
-    vstore(out, oo + 3 * VW, vclamp(a3, lo, hi))
+    if 1 < nv:
+        vstore(out, oo + 1 * VW, vclamp(a1, lo, hi))
+    if 2 < nv:
+        vstore(out, oo + 2 * VW, vclamp(a2, lo, hi))
+    if 3 < nv:
+        vstore(out, oo + 3 * VW, vclamp(a3, lo, hi))
+    if 4 < nv:
+        vstore(out, oo + 4 * VW, vclamp(a4, lo, hi))
+    if 5 < nv:
+        vstore(out, oo + 5 * VW, vclamp(a5, lo, hi))
+    if 6 < nv:
+        vstore(out, oo + 6 * VW, vclamp(a6, lo, hi))
+    if 7 < nv:
+        vstore(out, oo + 7 * VW, vclamp(a7, lo, hi))
 
 
-@inline
-def _dw_1(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, K, S, lo, hi):
-    """1 consecutive output pixels of a KxK depthwise row, columns inside the input (generated)."""
-    a0 = bv
-    for ki in range(K):
-        ih = ih0 + ki
-        if ih >= 0 and ih < H:
-            xr = xb + (ih * W + iw0) * VW
-            for kj in range(K):
-                wv = vload(w, wb + (ki * K + kj) * VW)
-                a0 = vfma(wv, vload(x, xr + (0 * S + kj) * VW), a0)
-    vstore(out, oo + 0 * VW, vclamp(a0, lo, hi))
+@kernel
+def _c1_run4(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):
+    """Pixels [c0, c1) of output blocks ob..ob+3: 6-pixel tiles; a remainder of 6 pixels or more
+    as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel (4 chains)."""
+    wo = ob * WOS
+    bo = ob * VW
+    pix = c0
+    while pix + 6 <= c1:
+        _c1_4x6(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+                 np.int64(0), np.int64(6), code, p, q)
+        pix += 6
+    if c1 - pix >= 6 and P >= 6:
+        st = min(pix, P - 6)
+        _c1_4x6(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW, XBS,
+                 pix - st, c1 - st, code, p, q)
+        pix = c1
+    zero, one = np.int64(0), np.int64(1)
+    while pix < c1:
+        _c1_4x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+                zero, one, code, p, q)
+        pix += 1
+
+
+@kernel
+def _c1_run2(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):
+    """Pixels [c0, c1) of output blocks ob..ob+1: 12-pixel tiles; a remainder of 6 pixels or more
+    as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel (2 chains)."""
+    wo = ob * WOS
+    bo = ob * VW
+    pix = c0
+    while pix + 12 <= c1:
+        _c1_2x12(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+                 np.int64(0), np.int64(12), code, p, q)
+        pix += 12
+    if c1 - pix >= 6 and P >= 12:
+        st = min(pix, P - 12)
+        _c1_2x12(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW, XBS,
+                 pix - st, c1 - st, code, p, q)
+        pix = c1
+    zero, one = np.int64(0), np.int64(1)
+    while pix < c1:
+        _c1_2x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+                zero, one, code, p, q)
+        pix += 1
+
+
+@kernel
+def _c1_run1(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):
+    """Pixels [c0, c1) of output blocks ob..ob+0: 24-pixel tiles; a remainder of 6 pixels or more
+    as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel (1 chains)."""
+    wo = ob * WOS
+    bo = ob * VW
+    pix = c0
+    while pix + 24 <= c1:
+        _c1_1x24(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+                 np.int64(0), np.int64(24), code, p, q)
+        pix += 24
+    if c1 - pix >= 6 and P >= 24:
+        st = min(pix, P - 24)
+        _c1_1x24(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW, XBS,
+                 pix - st, c1 - st, code, p, q)
+        pix = c1
+    zero, one = np.int64(0), np.int64(1)
+    while pix < c1:
+        _c1_1x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+                zero, one, code, p, q)
+        pix += 1
+
+
+@kernel
+def _cv_row4(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow, OBS,
+            OW, lo, hi, code, p, q):
+    """One output row of output blocks ob..ob+3: edge columns [0, lo) and [hi, OW) one checked pixel
+    at a time, the interior in 6-pixel tiles (the last shifted back, storing only new pixels)."""
+    wo = ob * WOS
+    bo = ob * VW
+    zero, one = np.int64(0), np.int64(1)
+    for ow in range(lo):
+        _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+    if hi - lo >= 6:
+        ow = lo
+        while ow < hi:
+            st = min(ow, hi - 6)
+            iw0 = st * SW - PL
+            oo = orow + st * VW
+            if d == 2:  # the pixel step as a constant: addresses fold into displacements
+                _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(6), code, p, q)
+            else:
+                _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(6), code, p, q)
+            ow += 6
+    else:
+        for ow in range(lo, hi):
+            _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+    for ow in range(max(lo, hi), OW):
+        _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+
+
+@kernel
+def _cv_row2(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow, OBS,
+            OW, lo, hi, code, p, q):
+    """One output row of output blocks ob..ob+1: edge columns [0, lo) and [hi, OW) one checked pixel
+    at a time, the interior in 12-pixel tiles (the last shifted back, storing only new pixels)."""
+    wo = ob * WOS
+    bo = ob * VW
+    zero, one = np.int64(0), np.int64(1)
+    for ow in range(lo):
+        _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+    if hi - lo >= 12:
+        ow = lo
+        while ow < hi:
+            st = min(ow, hi - 12)
+            iw0 = st * SW - PL
+            oo = orow + st * VW
+            if d == 2:  # the pixel step as a constant: addresses fold into displacements
+                _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(12), code, p, q)
+            else:
+                _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(12), code, p, q)
+            ow += 12
+    else:
+        for ow in range(lo, hi):
+            _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+    for ow in range(max(lo, hi), OW):
+        _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+
+
+@kernel
+def _cv_row1(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow, OBS,
+            OW, lo, hi, code, p, q):
+    """One output row of output blocks ob..ob+0: edge columns [0, lo) and [hi, OW) one checked pixel
+    at a time, the interior in 24-pixel tiles (the last shifted back, storing only new pixels)."""
+    wo = ob * WOS
+    bo = ob * VW
+    zero, one = np.int64(0), np.int64(1)
+    for ow in range(lo):
+        _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+    if hi - lo >= 24:
+        ow = lo
+        while ow < hi:
+            st = min(ow, hi - 24)
+            iw0 = st * SW - PL
+            oo = orow + st * VW
+            if d == 2:  # the pixel step as a constant: addresses fold into displacements
+                _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(24), code, p, q)
+            else:
+                _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(24), code, p, q)
+            ow += 24
+    else:
+        for ow in range(lo, hi):
+            _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+    for ow in range(max(lo, hi), OW):
+        _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
 
 
 # --- end of generated micro-kernels ---
@@ -1343,95 +1509,62 @@ def f32_from_blocked_mt(x, out, g):
 # --- 1x1 convolution ---------------------------------------------------------------------------
 @inline
 def _c1_split(g, mt):
-    """(pixel chunks, groups of 4 output blocks) per image."""
+    """(pixels per chunk, chunks, groups of 4 output blocks) per image. Serial chunks are whole
+    multiples of 24 pixels (every tile width) holding about C1_CHUNK_FLOATS input floats; parallel
+    ones are cut smaller (multiples of 6) until there are MT_ITEMS work items."""
     N, CBi, CBo, P = g[C1_N], g[C1_CBI], g[C1_CBO], g[C1_P]
     nog = (CBo + 3) // 4
-    pc = max(24, C1_CHUNK_FLOATS // (CBi * VW))
-    nch = max(1, P // pc)
+    pc = max(24, C1_CHUNK_FLOATS // (CBi * VW) // 24 * 24)
     if mt:
         want = (MT_ITEMS + N * nog - 1) // (N * nog)
-        nch = max(nch, min(want, max(1, P // 12)))
-    return nch, nog
+        pc = max(6, min(pc, ((P + want - 1) // want + 5) // 6 * 6))
+    return pc, (P + pc - 1) // pc, nog
 
 
 @kernel
-def _c1_item(x, w, bias, r, out, g, it, nch, nog, code, p, q):
+def _c1_item(x, w, bias, r, out, g, it, pc, nch, nog, code, p, q):
     """Work item it = (image, pixel chunk, group of up to 4 output blocks)."""
     CBi, CBo, P, has_res = g[C1_CBI], g[C1_CBO], g[C1_P], g[C1_RES]
     n = it // (nch * nog)
     rest = it - n * nch * nog
     ch = rest // nog
     ob = (rest - ch * nog) * 4
-    c0 = ch * P // nch
-    c1 = (ch + 1) * P // nch
+    c0 = ch * pc
+    c1 = min(P, c0 + pc)
     XBS = P * VW
     WOS = CBi * VW * VW
     xn = n * CBi * XBS
     nob = min(4, CBo - ob)
-    zero = np.int64(0)
     if nob == 4:
-        on = (n * CBo + ob) * XBS
-        if c1 - c0 >= 6:
-            pix = c0
-            while pix < c1:
-                st = min(pix, c1 - 6)
-                _c1_4x6(x, xn + st * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + st * VW,
-                        XBS, pix - st, code, p, q)
-                pix += 6
-        else:
-            for pix in range(c0, c1):
-                _c1_4x1(x, xn + pix * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + pix * VW,
-                        XBS, zero, code, p, q)
+        _c1_run4(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, XBS, P, c0, c1, code, p, q)
         return
     if nob >= 2:
-        on = (n * CBo + ob) * XBS
-        if c1 - c0 >= 12:
-            pix = c0
-            while pix < c1:
-                st = min(pix, c1 - 12)
-                _c1_2x12(x, xn + st * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + st * VW,
-                         XBS, pix - st, code, p, q)
-                pix += 12
-        else:
-            for pix in range(c0, c1):
-                _c1_2x1(x, xn + pix * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + pix * VW,
-                        XBS, zero, code, p, q)
+        _c1_run2(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, XBS, P, c0, c1, code, p, q)
         ob += 2
     if nob % 2 == 1:
-        on = (n * CBo + ob) * XBS
-        if c1 - c0 >= 24:
-            pix = c0
-            while pix < c1:
-                st = min(pix, c1 - 24)
-                _c1_1x24(x, xn + st * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + st * VW,
-                         XBS, pix - st, code, p, q)
-                pix += 24
-        else:
-            for pix in range(c0, c1):
-                _c1_1x1(x, xn + pix * VW, CBi, XBS, w, ob * WOS, WOS, bias, ob * VW, r, has_res, out, on + pix * VW,
-                        XBS, zero, code, p, q)
+        _c1_run1(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, XBS, P, c0, c1, code, p, q)
 
 
 @kernel
 def f32_blocked_conv1x1(x, w, bias, r, out, g, code, p, q):
     """1x1 conv, stride 1, blocked in and out: out = act(W x + bias (+ r)). g = [N, CBi, CBo, P, has_res];
     w from pack_conv1x1, bias from pad_bias; r (blocked like out) is read only when has_res == 1."""
-    nch, nog = _c1_split(g, False)
+    pc, nch, nog = _c1_split(g, False)
     for it in range(g[C1_N] * nch * nog):
-        _c1_item(x, w, bias, r, out, g, it, nch, nog, code, p, q)
+        _c1_item(x, w, bias, r, out, g, it, pc, nch, nog, code, p, q)
 
 
 @kernel(parallel=True)
 def f32_blocked_conv1x1_mt(x, w, bias, r, out, g, code, p, q):
-    nch, nog = _c1_split(g, True)
+    pc, nch, nog = _c1_split(g, True)
     for it in prange(g[C1_N] * nch * nog):
-        _c1_item(x, w, bias, r, out, g, it, nch, nog, code, p, q)
+        _c1_item(x, w, bias, r, out, g, it, pc, nch, nog, code, p, q)
 
 
 # --- depthwise convolution ---------------------------------------------------------------------
 @inline
 def _dw_px(x, xb, H, W, ih0, iw0, w, wb, bv, KH, KW):
-    """One output pixel, taps outside the input skipped."""
+    """One output pixel, taps outside the input skipped (row edges of wide rows)."""
     a = bv
     for ki in range(KH):
         ih = ih0 + ki
@@ -1444,78 +1577,87 @@ def _dw_px(x, xb, H, W, ih0, iw0, w, wb, bv, KH, KW):
 
 
 @inline
-def _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, K, S):
-    """One output row of a KxK stride-S depthwise conv (K, S literal)."""
-    ilo = min(OW, (PL + S - 1) // S)
-    ihi = max(ilo, min(OW, (W - K + PL) // S + 1))
+def _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, KH, KW, S):
+    """One output row (KH, KW, S literal on the fast paths): columns whose taps are all inside the
+    input in unchecked 8-pixel tiles (the last shifted back), edge columns one checked pixel at a
+    time; rows without 8 such columns in checked 8-pixel tiles."""
+    ilo = min(OW, (PL + S - 1) // S)  # first column whose taps are all inside the input
+    ihi = max(ilo, min(OW, (W - KW + PL) // S + 1))  # past the last one
+    if ihi - ilo < 8:
+        for ow in range(0, OW, 8):
+            st = min(ow, max(np.int64(0), OW - 8))
+            _dwc_8(x, xb, H, W, ih0, st * S - PL, w, wb, bv, out, orow + st * VW, KH, KW, S, lo, hi,
+                   min(np.int64(8), OW - st))
+        return
     for ow in range(ilo):
-        vstore(out, orow + ow * VW, vclamp(_dw_px(x, xb, H, W, ih0, ow * S - PL, w, wb, bv, K, K), lo, hi))
-    n = ihi - ilo
-    if n >= 8:
-        ow = ilo
-        while ow < ihi:
-            st = min(ow, ihi - 8)
-            _dw_8(x, xb, H, W, ih0, st * S - PL, w, wb, bv, out, orow + st * VW, K, S, lo, hi)
-            ow += 8
-    elif n >= 4:
-        ow = ilo
-        while ow < ihi:
-            st = min(ow, ihi - 4)
-            _dw_4(x, xb, H, W, ih0, st * S - PL, w, wb, bv, out, orow + st * VW, K, S, lo, hi)
-            ow += 4
-    else:
-        for ow in range(ilo, ihi):
-            _dw_1(x, xb, H, W, ih0, ow * S - PL, w, wb, bv, out, orow + ow * VW, K, S, lo, hi)
+        vstore(out, orow + ow * VW, vclamp(_dw_px(x, xb, H, W, ih0, ow * S - PL, w, wb, bv, KH, KW), lo, hi))
+    ow = ilo
+    while ow < ihi:
+        st = min(ow, ihi - 8)
+        _dw_8(x, xb, H, W, ih0, st * S - PL, w, wb, bv, out, orow + st * VW, KH, KW, S, lo, hi)
+        ow = st + 8
     for ow in range(ihi, OW):
-        vstore(out, orow + ow * VW, vclamp(_dw_px(x, xb, H, W, ih0, ow * S - PL, w, wb, bv, K, K), lo, hi))
+        vstore(out, orow + ow * VW, vclamp(_dw_px(x, xb, H, W, ih0, ow * S - PL, w, wb, bv, KH, KW), lo, hi))
 
 
 @kernel
-def _dw_item(x, w, bias, out, g, it, code, p, q):
-    """Work item it = output row oh of block (n, cb), it = (n*CB + cb)*OH + oh."""
+def _dw_rows(x, w, bias, out, g, nb, oh0, oh1, code, p, q):
+    """Output rows oh0..oh1-1 of block nb = n*CB + cb."""
     CB, H, W, OH, OW = g[DW_CB], g[DW_H], g[DW_W], g[DW_OH], g[DW_OW]
     KH, KW, SH, SW, PT, PL = g[DW_KH], g[DW_KW], g[DW_SH], g[DW_SW], g[DW_PT], g[DW_PL]
-    nb = it // OH
-    oh = it - nb * OH
     cb = nb % CB
     xb = nb * H * W * VW
     wb = cb * KH * KW * VW
     bv = vload(bias, cb * VW)
-    orow = it * OW * VW
-    ih0 = oh * SH - PT
     lo, hi = -np.inf, np.inf
     if code == RELU:
         lo = 0.0
     elif code == CLIP:
         lo, hi = p, q
-    if KH == KW and SH == SW and (KH == 3 or KH == 5) and (SH == 1 or SH == 2):
-        if KH == 3 and SH == 1:
-            _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 3, 1)
-        elif KH == 3:
-            _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 3, 2)
-        elif SH == 1:
-            _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 5, 1)
+    fast = KH == KW and SH == SW and (KH == 3 or KH == 5) and (SH == 1 or SH == 2)
+    for oh in range(oh0, oh1):
+        orow = (nb * OH + oh) * OW * VW
+        ih0 = oh * SH - PT
+        if fast:
+            if KH == 3 and SH == 1:
+                _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 3, 3, 1)
+            elif KH == 3:
+                _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 3, 3, 2)
+            elif SH == 1:
+                _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 5, 5, 1)
+            else:
+                _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 5, 5, 2)
         else:
-            _dw_row(x, xb, w, wb, bv, out, orow, H, W, OW, ih0, PL, lo, hi, 5, 2)
-    else:
-        for ow in range(OW):
-            vstore(out, orow + ow * VW, vclamp(_dw_px(x, xb, H, W, ih0, ow * SW - PL, w, wb, bv, KH, KW), lo, hi))
-    if code > CLIP:
-        _act_span(out, orow, OW * VW, code, p, q)
+            for ow in range(0, OW, 8):
+                _dwc_8(x, xb, H, W, ih0, ow * SW - PL, w, wb, bv, out, orow + ow * VW, KH, KW, SW, lo, hi,
+                       min(np.int64(8), OW - ow))
+        if code > CLIP:
+            _act_span(out, orow, OW * VW, code, p, q)
+
+
+@inline
+def _dw_split(g):
+    """(blocks, row chunks per block): enough items for MT_ITEMS in parallel."""
+    nblk = g[DW_N] * g[DW_CB]
+    return nblk, max(np.int64(1), min(g[DW_OH], (MT_ITEMS + nblk - 1) // nblk))
 
 
 @kernel
 def f32_blocked_dwconv(x, w, bias, out, g, code, p, q):
     """Depthwise conv, blocked in and out; w from pack_dwconv, bias from pad_bias.
     g = [N, CB, H, W, OH, OW, KH, KW, SH, SW, PT, PL] (no dilation)."""
-    for it in range(g[DW_N] * g[DW_CB] * g[DW_OH]):
-        _dw_item(x, w, bias, out, g, it, code, p, q)
+    for nb in range(g[DW_N] * g[DW_CB]):
+        _dw_rows(x, w, bias, out, g, nb, np.int64(0), g[DW_OH], code, p, q)
 
 
 @kernel(parallel=True)
 def f32_blocked_dwconv_mt(x, w, bias, out, g, code, p, q):
-    for it in prange(g[DW_N] * g[DW_CB] * g[DW_OH]):
-        _dw_item(x, w, bias, out, g, it, code, p, q)
+    nblk, nch = _dw_split(g)
+    OH = g[DW_OH]
+    for it in prange(nblk * nch):
+        nb = it // nch
+        ch = it - nb * nch
+        _dw_rows(x, w, bias, out, g, nb, ch * OH // nch, (ch + 1) * OH // nch, code, p, q)
 
 
 # --- general dense convolution -----------------------------------------------------------------
@@ -1542,72 +1684,20 @@ def _cv_item(x, w, bias, out, g, it, code, p, q):
     OBS = OH * OW * VW
     d = SW * ps
     ih0 = oh * SH - PT
-    lo = min(OW, (PL + SW - 1) // SW)
-    hi = max(lo, min(OW, (W - 1 + PL - (KW - 1) * DW) // SW + 1))
+    lo = min(OW, (PL + SW - 1) // SW)  # first column whose taps are all inside the input
+    hi = max(lo, min(OW, (W - 1 + PL - (KW - 1) * DW) // SW + 1))  # past the last one
     nob = min(4, CBo - ob)
-    zero = np.int64(0)
     if nob == 4:
-        wo = ob * WOS
-        orow = ((n * CBo + ob) * OH + oh) * OW * VW
-        for ow in range(lo):
-            _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
-                   out, orow + ow * VW, OBS, zero, code, p, q)
-        if hi - lo >= 6:
-            ow = lo
-            while ow < hi:
-                st = min(ow, hi - 6)
-                _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, st * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
-                        out, orow + st * VW, OBS, ow - st, code, p, q)
-                ow += 6
-        else:
-            for ow in range(lo, hi):
-                _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
-                        out, orow + ow * VW, OBS, zero, code, p, q)
-        for ow in range(hi, OW):
-            _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
-                   out, orow + ow * VW, OBS, zero, code, p, q)
+        _cv_row4(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS,
+                 ((n * CBo + ob) * OH + oh) * OW * VW, OBS, OW, lo, hi, code, p, q)
         return
     if nob >= 2:
-        wo = ob * WOS
-        orow = ((n * CBo + ob) * OH + oh) * OW * VW
-        for ow in range(lo):
-            _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
-                   out, orow + ow * VW, OBS, zero, code, p, q)
-        if hi - lo >= 12:
-            ow = lo
-            while ow < hi:
-                st = min(ow, hi - 12)
-                _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, st * SW - PL, d, ps, w, wo, WOS, bias,
-                         ob * VW, out, orow + st * VW, OBS, ow - st, code, p, q)
-                ow += 12
-        else:
-            for ow in range(lo, hi):
-                _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
-                        out, orow + ow * VW, OBS, zero, code, p, q)
-        for ow in range(hi, OW):
-            _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
-                   out, orow + ow * VW, OBS, zero, code, p, q)
+        _cv_row2(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS,
+                 ((n * CBo + ob) * OH + oh) * OW * VW, OBS, OW, lo, hi, code, p, q)
         ob += 2
     if nob % 2 == 1:
-        wo = ob * WOS
-        orow = ((n * CBo + ob) * OH + oh) * OW * VW
-        for ow in range(lo):
-            _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
-                   out, orow + ow * VW, OBS, zero, code, p, q)
-        if hi - lo >= 24:
-            ow = lo
-            while ow < hi:
-                st = min(ow, hi - 24)
-                _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, st * SW - PL, d, ps, w, wo, WOS, bias,
-                         ob * VW, out, orow + st * VW, OBS, ow - st, code, p, q)
-                ow += 24
-        else:
-            for ow in range(lo, hi):
-                _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
-                        out, orow + ow * VW, OBS, zero, code, p, q)
-        for ow in range(hi, OW):
-            _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, ob * VW,
-                   out, orow + ow * VW, OBS, zero, code, p, q)
+        _cv_row1(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS,
+                 ((n * CBo + ob) * OH + oh) * OW * VW, OBS, OW, lo, hi, code, p, q)
 
 
 @kernel
