@@ -15,23 +15,32 @@ after the store):
 * ``f32_to_blocked`` / ``f32_from_blocked`` (g = [N, C, P]): plain [N][C][P] <-> blocked.
 * ``f32_blocked_conv1x1`` (g = [N, CBi, CBo, P, has_res]): 1x1 stride 1. Weights from
   ``pack_conv1x1``: [CBo][CBi*VW][VW]. Micro-kernel ``_c1_OBxPT``: OB output blocks x PT consecutive
-  pixels with OB*PT accumulators in registers (4x6, 2x12, 1x24: 24 accumulators); per input channel
-  k it loads OB weight vectors, broadcasts the PT pixels' x[k] and issues OB*PT FMAs. Work items
-  are (image, pixel chunk, group of 4 output blocks); a chunk is sized so its input stays in L1
-  while the group's tiles sweep it. The last tile of a chunk is shifted back to end at the chunk's
-  end and skips storing the pixels already done (so a residual that aliases ``out`` stays right).
+  pixels with OB*PT accumulators in registers (4x6, 2x12, 1x24: 24 of the 32 vector registers of
+  AVX-512 and NEON); per input channel k it loads OB weight vectors, broadcasts the PT pixels' x[k]
+  and issues OB*PT FMAs. Work items are (image, pixel chunk, group of 4 output blocks); a chunk is
+  a multiple of 24 pixels whose input (~32 KiB) stays in L1 while the group's tiles sweep it. A
+  chunk's remainder of 6 pixels or more runs as one tile shifted back (it stores only its new
+  pixels, so a residual that aliases ``out`` stays right), a smaller one as one-pixel tiles (OB
+  independent chains).
 * ``f32_blocked_dwconv`` (g = [N, CB, H, W, OH, OW, KH, KW, SH, SW, PT, PL]): depthwise, one vector
-  per output pixel. 3x3/5x5 at stride 1 or 2 (square): per output row, columns whose taps are all
-  inside the input run 8 (then 4, then 1) pixels at a time (independent accumulators, each weight
-  vector loaded once per tap for all of them, the kernel rows outside the input skipped per tile);
-  edge columns, and every other kernel size or stride, go through a checked per-pixel path.
+  per output pixel. 3x3/5x5 at stride 1 or 2 (square; kernel size and stride then literal):
+  per output row, columns whose taps are all inside the input run in 8-pixel tiles (8 independent
+  accumulators, each weight vector loaded once per tap for all of them, loads shared between taps
+  folded by LLVM, kernel rows outside the input skipped per tile), edge columns one checked pixel
+  at a time; rows with fewer than 8 interior columns (7x7, 14x14 at stride 2) run as 8-pixel tiles
+  that check each tap's column. Any other kernel size or stride: checked tiles with run-time sizes.
 * ``f32_blocked_conv`` (g = [N, C, CBo, H, W, OH, OW, KH, KW, SH, SW, PT, PL, DH, DW, in_blocked]):
   dense conv, group 1, input plain NCHW (a stem) or blocked. Weights from ``pack_conv``:
   [CBo][Ci][KH][KW][VW]. Micro-kernel ``_cv_OBxPT``: OB output blocks x PT consecutive output
   pixels of one row; per tap (ci, ki, kj) OB weight loads, PT broadcasts, OB*PT FMAs. Columns whose
-  taps are inside the input run unchecked (kernel rows outside are skipped per tile); edge pixels
-  go through checked one-pixel tiles. No scratch.
-* ``f32_blocked_gap`` (g = [N, CB, P]): global average pool, blocked in and out ([N][CB][1][VW]).
+  taps are inside the input run unchecked (kernel rows outside are skipped per tile), with the
+  pixel step in x a constant for plain input at stride 2 (the stems: 2x faster than a run-time
+  step); edge pixels go through checked one-pixel tiles. No scratch.
+* ``f32_blocked_gap`` (g = [N, CB, P]): global average pool, blocked in and out ([N][CB][1][VW]),
+  four independent sums per block.
+
+The register tiles and their drivers are generated Python (``generate_tiles`` at the end of this
+file; ``python -m edgert.kernels.blocked`` rewrites the section, a test checks it is current).
 
 ``_mt`` variants take the same arguments and split work items over numba's threads with prange
 (several items per thread where the shape allows it).
@@ -73,7 +82,7 @@ def _act_span(y, o, n, code, p, q):
         d[i] = apply_act(d[i], code, p, q)
 
 
-# --- generated micro-kernels (from _generate_tiles: do not edit by hand) ---
+# --- generated micro-kernels (from generate_tiles: do not edit by hand) ---
 @inline
 def _c1_4x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
     """4 output blocks x 6 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
@@ -1813,3 +1822,227 @@ def dwconv_geometry(N, C, H, W, OH, OW, KH, KW, SH, SW, PT, PL, VW: int = VW) ->
 def conv_geometry(N, C, M, H, W, OH, OW, KH, KW, SH, SW, PT, PL, DH=1, DW=1, in_blocked=False,
                   VW: int = VW) -> np.ndarray:
     return np.array([N, C, -(-M // VW), H, W, OH, OW, KH, KW, SH, SW, PT, PL, DH, DW, int(in_blocked)], np.int64)
+
+
+# --- the generator of the micro-kernels above (plain Python; run this module to rewrite them) -------
+def _gen_acc(j, i):
+    """The accumulator of output block j, pixel i."""
+    return f"a{j}_{i}"
+
+
+def _gen_epilogue(OB, PT, ind, res):
+    """Residual, relu/clip in registers, stores of pixels skip <= i < lim, other activations after."""
+    L = []
+    if res:
+        L.append(f"{ind}if has_res == 1:")
+        for i in range(PT):
+            for j in range(OB):
+                L.append(f"{ind}    {_gen_acc(j,i)} = vadd({_gen_acc(j,i)}, vload(r, oo + {j} * OBS + {i * 1} * VW))")
+    for i in range(PT):
+        pre = ind
+        if PT > 1:
+            L.append(f"{ind}if skip <= {i} and {i} < lim:")
+            pre = ind + "    "
+        for j in range(OB):
+            L.append(f"{pre}vstore(out, oo + {j} * OBS + {i} * VW, _fin({_gen_acc(j,i)}, code, p, q))")
+    L.append(f"{ind}if code > CLIP:")
+    for j in range(OB):
+        L.append(f"{ind}    _act_span(out, oo + {j} * OBS + skip * VW, (lim - skip) * VW, code, p, q)")
+    return L
+
+
+def _gen_inits(OB, PT, ind):
+    """Accumulators start at the bias vectors of their blocks."""
+    L = [f"{ind}b{j} = vload(bias, bo + {j} * VW)" for j in range(OB)]
+    for i in range(PT):
+        for j in range(OB):
+            L.append(f"{ind}{_gen_acc(j,i)} = b{j}")
+    return L
+
+
+def _gen_body(OB, PT, ind, xaddr, waddr):
+    """One input channel (tap) of a tile: OB weight loads, PT broadcasts, OB*PT FMAs. xaddr(i): expression of x offset for pixel i; waddr(j): weight offset for block j."""
+    L = []
+    for j in range(OB):
+        L.append(f"{ind}w{j} = vload(w, {waddr(j)})")
+    for i in range(PT):
+        L.append(f"{ind}s = vbroadcast_at(x, {xaddr(i)})")
+        for j in range(OB):
+            L.append(f"{ind}{_gen_acc(j,i)} = vfma(s, w{j}, {_gen_acc(j,i)})")
+    return L
+
+
+def _gen_c1(OB, PT):
+    L = ["@inline",
+         f"def _c1_{OB}x{PT}(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):",
+         f'    """{OB} output blocks x {PT} pixels of a 1x1 conv (generated, see _c1 in the module doc)."""']
+    L += _gen_inits(OB, PT, "    ")
+    L += ["    for kb in range(KB):",
+          "        xk = xo + kb * XBS",
+          "        wk = wo + kb * (VW * VW)",
+          "        for l in range(VW):"]
+    L += _gen_body(OB, PT, "            ", lambda i: f"xk + l + {i} * VW" if i else "xk + l",
+              lambda j: f"wk + l * VW + {j} * WOS" if j else "wk + l * VW")
+    L += _gen_epilogue(OB, PT, "    ", True)
+    return L
+
+
+def _gen_cv(OB, PT, checked):
+    name = f"_cvc_{OB}" if checked else f"_cv_{OB}x{PT}"
+    L = ["@inline",
+         f"def {name}(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,",
+         "        lim, code, p, q):",
+         f'    """{OB} output blocks x {PT} pixels of one output row of the general conv (generated; '
+         + ("taps outside the input skipped" if checked else "columns inside the input, rows checked") + ')."""',
+         ]
+    L += _gen_inits(OB, PT, "    ")
+    L += ["    for ci in range(Ci):",
+          "        if inb == 1:",
+          "            xc = xn + (ci // VW) * HW * VW + ci % VW",
+          "        else:",
+          "            xc = xn + ci * HW",
+          "        for ki in range(KH):",
+          "            ih = ih0 + ki * DH",
+          "            if ih >= 0 and ih < H:",
+          "                xr = xc + (ih * W + iw0) * ps",
+          "                wr = wo + (ci * KH + ki) * KW * VW",
+          "                for kj in range(KW):"]
+    ind = "                    "
+    if checked:
+        L += [ind + "iw = iw0 + kj * DW",
+              ind + "if iw >= 0 and iw < W:"]
+        ind += "    "
+    L += [ind + "xk = xr + kj * DW * ps", ind + "wk = wr + kj * VW"]
+    L += _gen_body(OB, PT, ind, lambda i: f"xk + {i} * d" if i else "xk",
+              lambda j: f"wk + {j} * WOS" if j else "wk")
+    L += _gen_epilogue(OB, PT, "    ", False)
+    return L
+
+
+def _gen_dw(OT, checked):
+    name = f"_dwc_{OT}" if checked else f"_dw_{OT}"
+    L = ["@inline",
+         f"def {name}(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, KH, KW, S, lo, hi" + (", nv):" if checked else "):"),
+         f'    """{OT} consecutive output pixels of a depthwise row (generated): '
+         + ("taps outside the input skipped, the first nv pixels stored." if checked else
+            "every column inside the input.") + '"""']
+    for i in range(OT):
+        L.append(f"    a{i} = bv")
+    L += ["    for ki in range(KH):",
+          "        ih = ih0 + ki",
+          "        if ih >= 0 and ih < H:",
+          "            xr = xb + (ih * W + iw0) * VW",
+          "            for kj in range(KW):",
+          "                wv = vload(w, wb + (ki * KW + kj) * VW)"]
+    for i in range(OT):
+        if checked:
+            L.append(f"                if iw0 + {i} * S + kj >= 0 and iw0 + {i} * S + kj < W:")
+            L.append(f"                    a{i} = vfma(wv, vload(x, xr + ({i} * S + kj) * VW), a{i})")
+        else:
+            L.append(f"                a{i} = vfma(wv, vload(x, xr + ({i} * S + kj) * VW), a{i})")
+    for i in range(OT):
+        if checked and i:
+            L.append(f"    if {i} < nv:")
+            L.append(f"        vstore(out, oo + {i} * VW, vclamp(a{i}, lo, hi))")
+        else:
+            L.append(f"    vstore(out, oo + {i} * VW, vclamp(a{i}, lo, hi))")
+    return L
+
+
+_GEN_PTS = {4: 6, 2: 12, 1: 24}
+
+
+def _gen_c1_driver(OB):
+    PT = _GEN_PTS[OB]
+    return ["@kernel",
+            f"def _c1_run{OB}(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):",
+            f'    """Pixels [c0, c1) of output blocks ob..ob+{OB - 1}: {PT}-pixel tiles; a remainder of 6 pixels or more',
+            f'    as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel ({OB} chains)."""',
+            "    wo = ob * WOS",
+            "    bo = ob * VW",
+            "    pix = c0",
+            f"    while pix + {PT} <= c1:",
+            f"        _c1_{OB}x{PT}(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,",
+            f"                 np.int64(0), np.int64({PT}), code, p, q)",
+            f"        pix += {PT}",
+            f"    if c1 - pix >= 6 and P >= {PT}:",
+            f"        st = min(pix, P - {PT})",
+            f"        _c1_{OB}x{PT}(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW, XBS,",
+            "                 pix - st, c1 - st, code, p, q)",
+            "        pix = c1",
+            "    zero, one = np.int64(0), np.int64(1)",
+            "    while pix < c1:",
+            f"        _c1_{OB}x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,",
+            "                zero, one, code, p, q)",
+            "        pix += 1"]
+
+
+_GEN_CV_ARGS = "x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0"
+_GEN_CV_TAIL = "ps, w, wo, WOS, bias, bo, out"
+
+
+def _gen_cv_driver(OB, literal_d=(2,)):
+    PT = _GEN_PTS[OB]
+    L = ["@kernel",
+         f"def _cv_row{OB}(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow, OBS,",
+         "            OW, lo, hi, code, p, q):",
+         f'    """One output row of output blocks ob..ob+{OB - 1}: edge columns [0, lo) and [hi, OW) one checked pixel',
+         f'    at a time, the interior in {PT}-pixel tiles (the last shifted back, storing only new pixels)."""',
+         "    wo = ob * WOS",
+         "    bo = ob * VW",
+         "    zero, one = np.int64(0), np.int64(1)",
+         "    for ow in range(lo):",
+         f"        _cvc_{OB}({_GEN_CV_ARGS}, ow * SW - PL, d, {_GEN_CV_TAIL}, orow + ow * VW, OBS, zero, one, code, p, q)",
+         f"    if hi - lo >= {PT}:",
+         "        ow = lo",
+         "        while ow < hi:",
+         f"            st = min(ow, hi - {PT})",
+         "            iw0 = st * SW - PL",
+         "            oo = orow + st * VW"]
+    kw = "if"
+    for D in literal_d:
+        L += [f"            {kw} d == {D}:  # the pixel step as a constant: addresses fold into displacements",
+              f"                _cv_{OB}x{PT}({_GEN_CV_ARGS}, iw0, {D}, {_GEN_CV_TAIL}, oo, OBS, ow - st, np.int64({PT}), code, p, q)"]
+        kw = "elif"
+    L += ["            else:",
+          f"                _cv_{OB}x{PT}({_GEN_CV_ARGS}, iw0, d, {_GEN_CV_TAIL}, oo, OBS, ow - st, np.int64({PT}), code, p, q)",
+          f"            ow += {PT}",
+          "    else:",
+          "        for ow in range(lo, hi):",
+          f"            _cv_{OB}x1({_GEN_CV_ARGS}, ow * SW - PL, d, {_GEN_CV_TAIL}, orow + ow * VW, OBS, zero, one, code, p, q)",
+          "    for ow in range(max(lo, hi), OW):",
+          f"        _cvc_{OB}({_GEN_CV_ARGS}, ow * SW - PL, d, {_GEN_CV_TAIL}, orow + ow * VW, OBS, zero, one, code, p, q)"]
+    return L
+
+
+_GEN_BEGIN = "# --- generated micro-kernels"
+_GEN_END = "# --- end of generated micro-kernels ---"
+
+
+def generate_tiles() -> str:
+    """The source of the generated section of this file (tests check it is up to date)."""
+    out = [_GEN_BEGIN + " (from generate_tiles: do not edit by hand) ---"]
+    C1 = [(4, 6), (2, 12), (1, 24), (4, 1), (2, 1), (1, 1)]
+    for ob, pt in C1:
+        out += _gen_c1(ob, pt) + ["", ""]
+    for ob, pt in [(4, 6), (2, 12), (1, 24), (4, 1), (2, 1), (1, 1)]:
+        out += _gen_cv(ob, pt, False) + ["", ""]
+    for ob in (4, 2, 1):
+        out += _gen_cv(ob, 1, True) + ["", ""]
+    for chk in (False, True):
+        out += _gen_dw(8, chk) + ["", ""]
+    for ob in (4, 2, 1):
+        out += _gen_c1_driver(ob) + ["", ""]
+    for ob in (4, 2, 1):
+        out += _gen_cv_driver(ob) + ["", ""]
+    out.append(_GEN_END)
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    import pathlib
+    path = pathlib.Path(__file__)
+    text = path.read_text(encoding="utf-8")
+    start = text.index(_GEN_BEGIN)
+    end = text.index(_GEN_END) + len(_GEN_END)
+    path.write_text(text[:start] + generate_tiles() + text[end:], encoding="utf-8")

@@ -6,6 +6,8 @@ must ignore it). Channel counts straddle the vector width VW of this machine, pi
 register tiles (6, 12 and 24 pixels).
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -230,3 +232,11 @@ def test_gap_matches_reference(n, c, hw, seed):
 @pytest.mark.arm
 def test_gap_shapes():
     check_gap(2, 2 * VW + 3, 7, 7, 12)
+
+
+def test_generated_tiles_are_current():
+    """The register tiles in blocked.py are generated: the file holds what generate_tiles() gives."""
+    text = Path(B.__file__).read_text(encoding="utf-8")
+    start = text.index(B._GEN_BEGIN)
+    end = text.index(B._GEN_END) + len(B._GEN_END)
+    assert text[start:end] == B.generate_tiles(), "run python -m edgert.kernels.blocked"
