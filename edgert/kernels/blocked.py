@@ -1446,6 +1446,8 @@ def _reorder_items(g):
 
 @inline
 def _to_item(x, out, g, it, CB, nch):
+    """Pixels of chunk it: VW pixels at a time, each lane's run of VW floats written to the lane's
+    place in VW pixel vectors (1 KiB of output per step: stays in L1 while its 16 lanes arrive)."""
     C, P = g[1], g[2]
     nb = it // nch
     ch = it - nb * nch
@@ -1454,16 +1456,21 @@ def _to_item(x, out, g, it, CB, nch):
     p0 = ch * REORDER_CHUNK
     p1 = min(P, p0 + REORDER_CHUNK)
     ob = nb * P * VW
-    for lane in range(VW):
-        c = cb * VW + lane
-        if c < C:
-            src = x[(n * C + c) * P + p0:(n * C + c) * P + p1]
-            dst = out[ob + p0 * VW + lane:ob + p1 * VW]
-            for i in range(p1 - p0):
-                dst[i * VW] = src[i]
-        else:
-            dst = out[ob + p0 * VW + lane:ob + p1 * VW]
-            for i in range(p1 - p0):
+    nc = min(VW, C - cb * VW)
+    for q0 in range(p0, p1, VW):
+        m = min(VW, p1 - q0)
+        for lane in range(nc):
+            src = x[(n * C + cb * VW + lane) * P + q0:(n * C + cb * VW + lane) * P + q0 + m]
+            dst = out[ob + q0 * VW + lane:ob + (q0 + m) * VW]
+            if m == VW:  # a constant trip count: fully unrolled
+                for i in range(VW):
+                    dst[i * VW] = src[i]
+            else:
+                for i in range(m):
+                    dst[i * VW] = src[i]
+        for lane in range(nc, VW):
+            dst = out[ob + q0 * VW + lane:ob + (q0 + m) * VW]
+            for i in range(m):
                 dst[i * VW] = 0.0
 
 
@@ -1477,12 +1484,18 @@ def _from_item(x, out, g, it, CB, nch):
     p0 = ch * REORDER_CHUNK
     p1 = min(P, p0 + REORDER_CHUNK)
     xb = nb * P * VW
-    for lane in range(min(VW, C - cb * VW)):
-        c = cb * VW + lane
-        dst = out[(n * C + c) * P + p0:(n * C + c) * P + p1]
-        src = x[xb + p0 * VW + lane:xb + p1 * VW]
-        for i in range(p1 - p0):
-            dst[i] = src[i * VW]
+    nc = min(VW, C - cb * VW)
+    for q0 in range(p0, p1, VW):
+        m = min(VW, p1 - q0)
+        for lane in range(nc):
+            dst = out[(n * C + cb * VW + lane) * P + q0:(n * C + cb * VW + lane) * P + q0 + m]
+            src = x[xb + q0 * VW + lane:xb + (q0 + m) * VW]
+            if m == VW:
+                for i in range(VW):
+                    dst[i] = src[i * VW]
+            else:
+                for i in range(m):
+                    dst[i] = src[i * VW]
 
 
 @kernel
