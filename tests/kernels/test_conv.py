@@ -416,7 +416,8 @@ def test_bad_shapes_and_attributes_are_shape_errors(op, x_shape, w_shape, attrs,
     assert info.value.node == f"the_{op.lower()}"
 
 
-def test_weights_from_a_loaded_file(tmp_path):
+@pytest.mark.parametrize("layout", ["nchw", "blocked"])
+def test_weights_from_a_loaded_file(tmp_path, layout):
     """Constants of a loaded .ert are read-only memory maps: every path must take them as they come."""
     from converters.builder import GraphBuilder
     from edgert.ir.format import write_ert
@@ -437,9 +438,13 @@ def test_weights_from_a_loaded_file(tmp_path):
     gb.add_output(x)
     graph = gb.finish()
     write_ert(graph, tmp_path / "m.ert")
-    sess = load(tmp_path / "m.ert", threads=1)
+    sess = load(tmp_path / "m.ert", threads=1, options={"layout": layout})
     feeds = {"x": r(1, 3, 12, NR)}
     kernels = [n["kernel"] for n in sess.describe()["nodes"]]
-    assert kernels == ["f32_conv_rows", "f32_gemm_rows", "f32_dwconv_direct", "f32_gemm_im2col",
-                       "f32_convtranspose_col2im"]
+    if layout == "nchw":
+        assert kernels == ["f32_conv_rows", "f32_gemm_rows", "f32_dwconv_direct", "f32_gemm_im2col",
+                           "f32_convtranspose_col2im"]
+    else:
+        assert kernels == ["f32_blocked_conv", "f32_blocked_conv1x1", "f32_blocked_dwconv", "f32_blocked_conv",
+                           "f32_from_blocked", "f32_convtranspose_col2im"]
     assert_close(sess.run(feeds)[x], run_reference(graph, feeds)[x])
