@@ -27,7 +27,7 @@ from ..ir.graph import Node, TensorInfo
 
 SUFFIX = "#blocked"
 MODES = ("auto", "blocked", "nchw")
-DEFAULT_MODE = "nchw"
+DEFAULT_MODE = "auto"
 
 
 def blocked_name(name: str) -> str:
