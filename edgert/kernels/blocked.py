@@ -510,6 +510,169 @@ def _c1_1x24(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, ski
 
 
 @inline
+def _c1_2x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
+    """2 output blocks x 6 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    a0_1 = b0
+    a1_1 = b1
+    a0_2 = b0
+    a1_2 = b1
+    a0_3 = b0
+    a1_3 = b1
+    a0_4 = b0
+    a1_4 = b1
+    a0_5 = b0
+    a1_5 = b1
+    for kb in range(KB):
+        xk = xo + kb * XBS
+        wk = wo + kb * (VW * VW)
+        for l in range(VW):
+            w0 = vload(w, wk + l * VW)
+            w1 = vload(w, wk + l * VW + 1 * WOS)
+            s = vbroadcast_at(x, xk + l)
+            a0_0 = vfma(s, w0, a0_0)
+            a1_0 = vfma(s, w1, a1_0)
+            s = vbroadcast_at(x, xk + l + 1 * VW)
+            a0_1 = vfma(s, w0, a0_1)
+            a1_1 = vfma(s, w1, a1_1)
+            s = vbroadcast_at(x, xk + l + 2 * VW)
+            a0_2 = vfma(s, w0, a0_2)
+            a1_2 = vfma(s, w1, a1_2)
+            s = vbroadcast_at(x, xk + l + 3 * VW)
+            a0_3 = vfma(s, w0, a0_3)
+            a1_3 = vfma(s, w1, a1_3)
+            s = vbroadcast_at(x, xk + l + 4 * VW)
+            a0_4 = vfma(s, w0, a0_4)
+            a1_4 = vfma(s, w1, a1_4)
+            s = vbroadcast_at(x, xk + l + 5 * VW)
+            a0_5 = vfma(s, w0, a0_5)
+            a1_5 = vfma(s, w1, a1_5)
+    if has_res == 1:
+        a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
+        a1_0 = vadd(a1_0, vload(r, oo + 1 * OBS + 0 * VW))
+        a0_1 = vadd(a0_1, vload(r, oo + 0 * OBS + 1 * VW))
+        a1_1 = vadd(a1_1, vload(r, oo + 1 * OBS + 1 * VW))
+        a0_2 = vadd(a0_2, vload(r, oo + 0 * OBS + 2 * VW))
+        a1_2 = vadd(a1_2, vload(r, oo + 1 * OBS + 2 * VW))
+        a0_3 = vadd(a0_3, vload(r, oo + 0 * OBS + 3 * VW))
+        a1_3 = vadd(a1_3, vload(r, oo + 1 * OBS + 3 * VW))
+        a0_4 = vadd(a0_4, vload(r, oo + 0 * OBS + 4 * VW))
+        a1_4 = vadd(a1_4, vload(r, oo + 1 * OBS + 4 * VW))
+        a0_5 = vadd(a0_5, vload(r, oo + 0 * OBS + 5 * VW))
+        a1_5 = vadd(a1_5, vload(r, oo + 1 * OBS + 5 * VW))
+    if skip <= 0 and 0 < lim:
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+    if skip <= 1 and 1 < lim:
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q))
+    if skip <= 2 and 2 < lim:
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q))
+    if skip <= 3 and 3 < lim:
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q))
+    if skip <= 4 and 4 < lim:
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q))
+    if skip <= 5 and 5 < lim:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+
+
+@inline
+def _c1_1x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
+    """1 output blocks x 12 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
+    b0 = vload(bias, bo + 0 * VW)
+    a0_0 = b0
+    a0_1 = b0
+    a0_2 = b0
+    a0_3 = b0
+    a0_4 = b0
+    a0_5 = b0
+    a0_6 = b0
+    a0_7 = b0
+    a0_8 = b0
+    a0_9 = b0
+    a0_10 = b0
+    a0_11 = b0
+    for kb in range(KB):
+        xk = xo + kb * XBS
+        wk = wo + kb * (VW * VW)
+        for l in range(VW):
+            w0 = vload(w, wk + l * VW)
+            s = vbroadcast_at(x, xk + l)
+            a0_0 = vfma(s, w0, a0_0)
+            s = vbroadcast_at(x, xk + l + 1 * VW)
+            a0_1 = vfma(s, w0, a0_1)
+            s = vbroadcast_at(x, xk + l + 2 * VW)
+            a0_2 = vfma(s, w0, a0_2)
+            s = vbroadcast_at(x, xk + l + 3 * VW)
+            a0_3 = vfma(s, w0, a0_3)
+            s = vbroadcast_at(x, xk + l + 4 * VW)
+            a0_4 = vfma(s, w0, a0_4)
+            s = vbroadcast_at(x, xk + l + 5 * VW)
+            a0_5 = vfma(s, w0, a0_5)
+            s = vbroadcast_at(x, xk + l + 6 * VW)
+            a0_6 = vfma(s, w0, a0_6)
+            s = vbroadcast_at(x, xk + l + 7 * VW)
+            a0_7 = vfma(s, w0, a0_7)
+            s = vbroadcast_at(x, xk + l + 8 * VW)
+            a0_8 = vfma(s, w0, a0_8)
+            s = vbroadcast_at(x, xk + l + 9 * VW)
+            a0_9 = vfma(s, w0, a0_9)
+            s = vbroadcast_at(x, xk + l + 10 * VW)
+            a0_10 = vfma(s, w0, a0_10)
+            s = vbroadcast_at(x, xk + l + 11 * VW)
+            a0_11 = vfma(s, w0, a0_11)
+    if has_res == 1:
+        a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
+        a0_1 = vadd(a0_1, vload(r, oo + 0 * OBS + 1 * VW))
+        a0_2 = vadd(a0_2, vload(r, oo + 0 * OBS + 2 * VW))
+        a0_3 = vadd(a0_3, vload(r, oo + 0 * OBS + 3 * VW))
+        a0_4 = vadd(a0_4, vload(r, oo + 0 * OBS + 4 * VW))
+        a0_5 = vadd(a0_5, vload(r, oo + 0 * OBS + 5 * VW))
+        a0_6 = vadd(a0_6, vload(r, oo + 0 * OBS + 6 * VW))
+        a0_7 = vadd(a0_7, vload(r, oo + 0 * OBS + 7 * VW))
+        a0_8 = vadd(a0_8, vload(r, oo + 0 * OBS + 8 * VW))
+        a0_9 = vadd(a0_9, vload(r, oo + 0 * OBS + 9 * VW))
+        a0_10 = vadd(a0_10, vload(r, oo + 0 * OBS + 10 * VW))
+        a0_11 = vadd(a0_11, vload(r, oo + 0 * OBS + 11 * VW))
+    if skip <= 0 and 0 < lim:
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    if skip <= 1 and 1 < lim:
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
+    if skip <= 2 and 2 < lim:
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
+    if skip <= 3 and 3 < lim:
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
+    if skip <= 4 and 4 < lim:
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
+    if skip <= 5 and 5 < lim:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
+    if skip <= 6 and 6 < lim:
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q))
+    if skip <= 7 and 7 < lim:
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q))
+    if skip <= 8 and 8 < lim:
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q))
+    if skip <= 9 and 9 < lim:
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q))
+    if skip <= 10 and 10 < lim:
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q))
+    if skip <= 11 and 11 < lim:
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+
+
+@inline
 def _c1_4x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
     """4 output blocks x 1 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
@@ -976,6 +1139,163 @@ def _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, W
 
 
 @inline
+def _cv_2x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        lim, code, p, q):
+    """2 output blocks x 6 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
+    b0 = vload(bias, bo + 0 * VW)
+    b1 = vload(bias, bo + 1 * VW)
+    a0_0 = b0
+    a1_0 = b1
+    a0_1 = b0
+    a1_1 = b1
+    a0_2 = b0
+    a1_2 = b1
+    a0_3 = b0
+    a1_3 = b1
+    a0_4 = b0
+    a1_4 = b1
+    a0_5 = b0
+    a1_5 = b1
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    xk = xr + kj * DW * ps
+                    wk = wr + kj * VW
+                    w0 = vload(w, wk)
+                    w1 = vload(w, wk + 1 * WOS)
+                    s = vbroadcast_at(x, xk)
+                    a0_0 = vfma(s, w0, a0_0)
+                    a1_0 = vfma(s, w1, a1_0)
+                    s = vbroadcast_at(x, xk + 1 * d)
+                    a0_1 = vfma(s, w0, a0_1)
+                    a1_1 = vfma(s, w1, a1_1)
+                    s = vbroadcast_at(x, xk + 2 * d)
+                    a0_2 = vfma(s, w0, a0_2)
+                    a1_2 = vfma(s, w1, a1_2)
+                    s = vbroadcast_at(x, xk + 3 * d)
+                    a0_3 = vfma(s, w0, a0_3)
+                    a1_3 = vfma(s, w1, a1_3)
+                    s = vbroadcast_at(x, xk + 4 * d)
+                    a0_4 = vfma(s, w0, a0_4)
+                    a1_4 = vfma(s, w1, a1_4)
+                    s = vbroadcast_at(x, xk + 5 * d)
+                    a0_5 = vfma(s, w0, a0_5)
+                    a1_5 = vfma(s, w1, a1_5)
+    if skip <= 0 and 0 < lim:
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q))
+    if skip <= 1 and 1 < lim:
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q))
+    if skip <= 2 and 2 < lim:
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q))
+    if skip <= 3 and 3 < lim:
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q))
+    if skip <= 4 and 4 < lim:
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q))
+    if skip <= 5 and 5 < lim:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+        _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+
+
+@inline
+def _cv_1x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
+        lim, code, p, q):
+    """1 output blocks x 12 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
+    b0 = vload(bias, bo + 0 * VW)
+    a0_0 = b0
+    a0_1 = b0
+    a0_2 = b0
+    a0_3 = b0
+    a0_4 = b0
+    a0_5 = b0
+    a0_6 = b0
+    a0_7 = b0
+    a0_8 = b0
+    a0_9 = b0
+    a0_10 = b0
+    a0_11 = b0
+    for ci in range(Ci):
+        if inb == 1:
+            xc = xn + (ci // VW) * HW * VW + ci % VW
+        else:
+            xc = xn + ci * HW
+        for ki in range(KH):
+            ih = ih0 + ki * DH
+            if ih >= 0 and ih < H:
+                xr = xc + (ih * W + iw0) * ps
+                wr = wo + (ci * KH + ki) * KW * VW
+                for kj in range(KW):
+                    xk = xr + kj * DW * ps
+                    wk = wr + kj * VW
+                    w0 = vload(w, wk)
+                    s = vbroadcast_at(x, xk)
+                    a0_0 = vfma(s, w0, a0_0)
+                    s = vbroadcast_at(x, xk + 1 * d)
+                    a0_1 = vfma(s, w0, a0_1)
+                    s = vbroadcast_at(x, xk + 2 * d)
+                    a0_2 = vfma(s, w0, a0_2)
+                    s = vbroadcast_at(x, xk + 3 * d)
+                    a0_3 = vfma(s, w0, a0_3)
+                    s = vbroadcast_at(x, xk + 4 * d)
+                    a0_4 = vfma(s, w0, a0_4)
+                    s = vbroadcast_at(x, xk + 5 * d)
+                    a0_5 = vfma(s, w0, a0_5)
+                    s = vbroadcast_at(x, xk + 6 * d)
+                    a0_6 = vfma(s, w0, a0_6)
+                    s = vbroadcast_at(x, xk + 7 * d)
+                    a0_7 = vfma(s, w0, a0_7)
+                    s = vbroadcast_at(x, xk + 8 * d)
+                    a0_8 = vfma(s, w0, a0_8)
+                    s = vbroadcast_at(x, xk + 9 * d)
+                    a0_9 = vfma(s, w0, a0_9)
+                    s = vbroadcast_at(x, xk + 10 * d)
+                    a0_10 = vfma(s, w0, a0_10)
+                    s = vbroadcast_at(x, xk + 11 * d)
+                    a0_11 = vfma(s, w0, a0_11)
+    if skip <= 0 and 0 < lim:
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q))
+    if skip <= 1 and 1 < lim:
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q))
+    if skip <= 2 and 2 < lim:
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q))
+    if skip <= 3 and 3 < lim:
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q))
+    if skip <= 4 and 4 < lim:
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q))
+    if skip <= 5 and 5 < lim:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q))
+    if skip <= 6 and 6 < lim:
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q))
+    if skip <= 7 and 7 < lim:
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q))
+    if skip <= 8 and 8 < lim:
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q))
+    if skip <= 9 and 9 < lim:
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q))
+    if skip <= 10 and 10 < lim:
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q))
+    if skip <= 11 and 11 < lim:
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q))
+    if code > CLIP:
+        _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+
+
+@inline
 def _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, skip,
         lim, code, p, q):
     """4 output blocks x 1 pixels of one output row of the general conv (generated; columns inside the input, rows checked)."""
@@ -1278,19 +1598,19 @@ def _dwc_8(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, KH, KW, S, lo, hi, nv):
 
 @kernel
 def _c1_run4(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):
-    """Pixels [c0, c1) of output blocks ob..ob+3: 6-pixel tiles; a remainder of 6 pixels or more
+    """Pixels [c0, c1) of output blocks ob..ob+3: full-width tiles; a remainder of 6 pixels or more
     as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel (4 chains)."""
     wo = ob * WOS
     bo = ob * VW
     pix = c0
     while pix + 6 <= c1:
-        _c1_4x6(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
-                 np.int64(0), np.int64(6), code, p, q)
+        _c1_4x6(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
+                 XBS, np.int64(0), np.int64(6), code, p, q)
         pix += 6
     if c1 - pix >= 6 and P >= 6:
         st = min(pix, P - 6)
-        _c1_4x6(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW, XBS,
-                 pix - st, c1 - st, code, p, q)
+        _c1_4x6(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
+                 XBS, pix - st, c1 - st, code, p, q)
         pix = c1
     zero, one = np.int64(0), np.int64(1)
     while pix < c1:
@@ -1301,55 +1621,89 @@ def _c1_run4(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, 
 
 @kernel
 def _c1_run2(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):
-    """Pixels [c0, c1) of output blocks ob..ob+1: 12-pixel tiles; a remainder of 6 pixels or more
+    """Pixels [c0, c1) of output blocks ob..ob+1: full-width tiles; a remainder of 6 pixels or more
     as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel (2 chains)."""
     wo = ob * WOS
     bo = ob * VW
-    pix = c0
-    while pix + 12 <= c1:
-        _c1_2x12(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
-                 np.int64(0), np.int64(12), code, p, q)
-        pix += 12
-    if c1 - pix >= 6 and P >= 12:
-        st = min(pix, P - 12)
-        _c1_2x12(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW, XBS,
-                 pix - st, c1 - st, code, p, q)
-        pix = c1
-    zero, one = np.int64(0), np.int64(1)
-    while pix < c1:
-        _c1_2x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
-                zero, one, code, p, q)
-        pix += 1
+    if VW == 8:
+        pix = c0
+        while pix + 6 <= c1:
+            _c1_2x6(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
+                     XBS, np.int64(0), np.int64(6), code, p, q)
+            pix += 6
+        if c1 - pix >= 6 and P >= 6:
+            st = min(pix, P - 6)
+            _c1_2x6(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
+                     XBS, pix - st, c1 - st, code, p, q)
+            pix = c1
+        zero, one = np.int64(0), np.int64(1)
+        while pix < c1:
+            _c1_2x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+                    zero, one, code, p, q)
+            pix += 1
+    else:
+        pix = c0
+        while pix + 12 <= c1:
+            _c1_2x12(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
+                     XBS, np.int64(0), np.int64(12), code, p, q)
+            pix += 12
+        if c1 - pix >= 6 and P >= 12:
+            st = min(pix, P - 12)
+            _c1_2x12(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
+                     XBS, pix - st, c1 - st, code, p, q)
+            pix = c1
+        zero, one = np.int64(0), np.int64(1)
+        while pix < c1:
+            _c1_2x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+                    zero, one, code, p, q)
+            pix += 1
 
 
 @kernel
 def _c1_run1(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):
-    """Pixels [c0, c1) of output blocks ob..ob+0: 24-pixel tiles; a remainder of 6 pixels or more
+    """Pixels [c0, c1) of output blocks ob..ob+0: full-width tiles; a remainder of 6 pixels or more
     as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel (1 chains)."""
     wo = ob * WOS
     bo = ob * VW
-    pix = c0
-    while pix + 24 <= c1:
-        _c1_1x24(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
-                 np.int64(0), np.int64(24), code, p, q)
-        pix += 24
-    if c1 - pix >= 6 and P >= 24:
-        st = min(pix, P - 24)
-        _c1_1x24(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW, XBS,
-                 pix - st, c1 - st, code, p, q)
-        pix = c1
-    zero, one = np.int64(0), np.int64(1)
-    while pix < c1:
-        _c1_1x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
-                zero, one, code, p, q)
-        pix += 1
+    if VW == 8:
+        pix = c0
+        while pix + 12 <= c1:
+            _c1_1x12(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
+                     XBS, np.int64(0), np.int64(12), code, p, q)
+            pix += 12
+        if c1 - pix >= 6 and P >= 12:
+            st = min(pix, P - 12)
+            _c1_1x12(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
+                     XBS, pix - st, c1 - st, code, p, q)
+            pix = c1
+        zero, one = np.int64(0), np.int64(1)
+        while pix < c1:
+            _c1_1x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+                    zero, one, code, p, q)
+            pix += 1
+    else:
+        pix = c0
+        while pix + 24 <= c1:
+            _c1_1x24(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
+                     XBS, np.int64(0), np.int64(24), code, p, q)
+            pix += 24
+        if c1 - pix >= 6 and P >= 24:
+            st = min(pix, P - 24)
+            _c1_1x24(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
+                     XBS, pix - st, c1 - st, code, p, q)
+            pix = c1
+        zero, one = np.int64(0), np.int64(1)
+        while pix < c1:
+            _c1_1x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+                    zero, one, code, p, q)
+            pix += 1
 
 
 @kernel
-def _cv_row4(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow, OBS,
-            OW, lo, hi, code, p, q):
+def _cv_row4(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow,
+            OBS, OW, lo, hi, code, p, q):
     """One output row of output blocks ob..ob+3: edge columns [0, lo) and [hi, OW) one checked pixel
-    at a time, the interior in 6-pixel tiles (the last shifted back, storing only new pixels)."""
+    at a time, the interior in full-width tiles (the last shifted back, storing only new pixels)."""
     wo = ob * WOS
     bo = ob * VW
     zero, one = np.int64(0), np.int64(1)
@@ -1362,69 +1716,116 @@ def _cv_row4(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL
             iw0 = st * SW - PL
             oo = orow + st * VW
             if d == 2:  # the pixel step as a constant: addresses fold into displacements
-                _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(6), code, p, q)
+                _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st,
+                        np.int64(6), code, p, q)
             else:
-                _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(6), code, p, q)
+                _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st,
+                        np.int64(6), code, p, q)
             ow += 6
     else:
         for ow in range(lo, hi):
-            _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+            _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one,
+                    code, p, q)
     for ow in range(max(lo, hi), OW):
         _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
 
 
 @kernel
-def _cv_row2(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow, OBS,
-            OW, lo, hi, code, p, q):
+def _cv_row2(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow,
+            OBS, OW, lo, hi, code, p, q):
     """One output row of output blocks ob..ob+1: edge columns [0, lo) and [hi, OW) one checked pixel
-    at a time, the interior in 12-pixel tiles (the last shifted back, storing only new pixels)."""
+    at a time, the interior in full-width tiles (the last shifted back, storing only new pixels)."""
     wo = ob * WOS
     bo = ob * VW
     zero, one = np.int64(0), np.int64(1)
     for ow in range(lo):
         _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
-    if hi - lo >= 12:
-        ow = lo
-        while ow < hi:
-            st = min(ow, hi - 12)
-            iw0 = st * SW - PL
-            oo = orow + st * VW
-            if d == 2:  # the pixel step as a constant: addresses fold into displacements
-                _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(12), code, p, q)
-            else:
-                _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(12), code, p, q)
-            ow += 12
+    if VW == 8:
+        if hi - lo >= 6:
+            ow = lo
+            while ow < hi:
+                st = min(ow, hi - 6)
+                iw0 = st * SW - PL
+                oo = orow + st * VW
+                if d == 2:  # the pixel step as a constant: addresses fold into displacements
+                    _cv_2x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st,
+                            np.int64(6), code, p, q)
+                else:
+                    _cv_2x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st,
+                            np.int64(6), code, p, q)
+                ow += 6
+        else:
+            for ow in range(lo, hi):
+                _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one,
+                        code, p, q)
     else:
-        for ow in range(lo, hi):
-            _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+        if hi - lo >= 12:
+            ow = lo
+            while ow < hi:
+                st = min(ow, hi - 12)
+                iw0 = st * SW - PL
+                oo = orow + st * VW
+                if d == 2:  # the pixel step as a constant: addresses fold into displacements
+                    _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st,
+                            np.int64(12), code, p, q)
+                else:
+                    _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st,
+                            np.int64(12), code, p, q)
+                ow += 12
+        else:
+            for ow in range(lo, hi):
+                _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one,
+                        code, p, q)
     for ow in range(max(lo, hi), OW):
         _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
 
 
 @kernel
-def _cv_row1(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow, OBS,
-            OW, lo, hi, code, p, q):
+def _cv_row1(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow,
+            OBS, OW, lo, hi, code, p, q):
     """One output row of output blocks ob..ob+0: edge columns [0, lo) and [hi, OW) one checked pixel
-    at a time, the interior in 24-pixel tiles (the last shifted back, storing only new pixels)."""
+    at a time, the interior in full-width tiles (the last shifted back, storing only new pixels)."""
     wo = ob * WOS
     bo = ob * VW
     zero, one = np.int64(0), np.int64(1)
     for ow in range(lo):
         _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
-    if hi - lo >= 24:
-        ow = lo
-        while ow < hi:
-            st = min(ow, hi - 24)
-            iw0 = st * SW - PL
-            oo = orow + st * VW
-            if d == 2:  # the pixel step as a constant: addresses fold into displacements
-                _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(24), code, p, q)
-            else:
-                _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st, np.int64(24), code, p, q)
-            ow += 24
+    if VW == 8:
+        if hi - lo >= 12:
+            ow = lo
+            while ow < hi:
+                st = min(ow, hi - 12)
+                iw0 = st * SW - PL
+                oo = orow + st * VW
+                if d == 2:  # the pixel step as a constant: addresses fold into displacements
+                    _cv_1x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st,
+                            np.int64(12), code, p, q)
+                else:
+                    _cv_1x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st,
+                            np.int64(12), code, p, q)
+                ow += 12
+        else:
+            for ow in range(lo, hi):
+                _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one,
+                        code, p, q)
     else:
-        for ow in range(lo, hi):
-            _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
+        if hi - lo >= 24:
+            ow = lo
+            while ow < hi:
+                st = min(ow, hi - 24)
+                iw0 = st * SW - PL
+                oo = orow + st * VW
+                if d == 2:  # the pixel step as a constant: addresses fold into displacements
+                    _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, 2, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st,
+                            np.int64(24), code, p, q)
+                else:
+                    _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS, bias, bo, out, oo, OBS, ow - st,
+                            np.int64(24), code, p, q)
+                ow += 24
+        else:
+            for ow in range(lo, hi):
+                _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one,
+                        code, p, q)
     for ow in range(max(lo, hi), OW):
         _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, ow * SW - PL, d, ps, w, wo, WOS, bias, bo, out, orow + ow * VW, OBS, zero, one, code, p, q)
 
@@ -1557,13 +1958,14 @@ def _c1_item(x, w, bias, r, out, g, it, pc, nch, nog, code, p, q):
     WOS = CBi * VW * VW
     xn = n * CBi * XBS
     nob = min(4, CBo - ob)
-    if nob == 4:
+    if nob == 4 and VW != 8:
         _c1_run4(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, XBS, P, c0, c1, code, p, q)
         return
-    if nob >= 2:
+    while nob >= 2:  # with AVX2's 16 registers a group of 4 runs as two of 2
         _c1_run2(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, XBS, P, c0, c1, code, p, q)
         ob += 2
-    if nob % 2 == 1:
+        nob -= 2
+    if nob == 1:
         _c1_run1(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, XBS, P, c0, c1, code, p, q)
 
 
@@ -1709,15 +2111,16 @@ def _cv_item(x, w, bias, out, g, it, code, p, q):
     lo = min(OW, (PL + SW - 1) // SW)  # first column whose taps are all inside the input
     hi = max(lo, min(OW, (W - 1 + PL - (KW - 1) * DW) // SW + 1))  # past the last one
     nob = min(4, CBo - ob)
-    if nob == 4:
+    if nob == 4 and VW != 8:
         _cv_row4(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS,
                  ((n * CBo + ob) * OH + oh) * OW * VW, OBS, OW, lo, hi, code, p, q)
         return
-    if nob >= 2:
+    while nob >= 2:  # with AVX2's 16 registers a group of 4 runs as two of 2
         _cv_row2(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS,
                  ((n * CBo + ob) * OH + oh) * OW * VW, OBS, OW, lo, hi, code, p, q)
         ob += 2
-    if nob % 2 == 1:
+        nob -= 2
+    if nob == 1:
         _cv_row1(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS,
                  ((n * CBo + ob) * OH + oh) * OW * VW, OBS, OW, lo, hi, code, p, q)
 
@@ -1962,32 +2365,43 @@ def _gen_dw(OT, checked):
     return L
 
 
+# Tile widths (pixels) per output-block count: 24 accumulators for 32 vector registers (AVX-512,
+# NEON); with AVX2's 16 (VW == 8) 12 accumulators, and groups of 4 blocks run as two groups of 2.
 _GEN_PTS = {4: 6, 2: 12, 1: 24}
+_GEN_PTS8 = {2: 6, 1: 12}
+
+
+def _gen_by_vw(OB, body):
+    """body(PT) for this OB, under `if VW == 8:` (numba prunes the other branch) when AVX2 differs."""
+    if OB not in _GEN_PTS8:
+        return body(_GEN_PTS[OB])
+    return (["    if VW == 8:"] + ["    " + line for line in body(_GEN_PTS8[OB])] + ["    else:"]
+            + ["    " + line for line in body(_GEN_PTS[OB])])
 
 
 def _gen_c1_driver(OB):
-    PT = _GEN_PTS[OB]
+    def body(PT):
+        return ["    pix = c0",
+                f"    while pix + {PT} <= c1:",
+                f"        _c1_{OB}x{PT}(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,",
+                f"                 XBS, np.int64(0), np.int64({PT}), code, p, q)",
+                f"        pix += {PT}",
+                f"    if c1 - pix >= 6 and P >= {PT}:",
+                f"        st = min(pix, P - {PT})",
+                f"        _c1_{OB}x{PT}(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,",
+                "                 XBS, pix - st, c1 - st, code, p, q)",
+                "        pix = c1",
+                "    zero, one = np.int64(0), np.int64(1)",
+                "    while pix < c1:",
+                f"        _c1_{OB}x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,",
+                "                zero, one, code, p, q)",
+                "        pix += 1"]
     return ["@kernel",
             f"def _c1_run{OB}(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):",
-            f'    """Pixels [c0, c1) of output blocks ob..ob+{OB - 1}: {PT}-pixel tiles; a remainder of 6 pixels or more',
+            f'    """Pixels [c0, c1) of output blocks ob..ob+{OB - 1}: full-width tiles; a remainder of 6 pixels or more',
             f'    as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel ({OB} chains)."""',
             "    wo = ob * WOS",
-            "    bo = ob * VW",
-            "    pix = c0",
-            f"    while pix + {PT} <= c1:",
-            f"        _c1_{OB}x{PT}(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,",
-            f"                 np.int64(0), np.int64({PT}), code, p, q)",
-            f"        pix += {PT}",
-            f"    if c1 - pix >= 6 and P >= {PT}:",
-            f"        st = min(pix, P - {PT})",
-            f"        _c1_{OB}x{PT}(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW, XBS,",
-            "                 pix - st, c1 - st, code, p, q)",
-            "        pix = c1",
-            "    zero, one = np.int64(0), np.int64(1)",
-            "    while pix < c1:",
-            f"        _c1_{OB}x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,",
-            "                zero, one, code, p, q)",
-            "        pix += 1"]
+            "    bo = ob * VW"] + _gen_by_vw(OB, body)
 
 
 _GEN_CV_ARGS = "x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0"
@@ -1995,37 +2409,40 @@ _GEN_CV_TAIL = "ps, w, wo, WOS, bias, bo, out"
 
 
 def _gen_cv_driver(OB, literal_d=(2,)):
-    PT = _GEN_PTS[OB]
-    L = ["@kernel",
-         f"def _cv_row{OB}(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow, OBS,",
-         "            OW, lo, hi, code, p, q):",
-         f'    """One output row of output blocks ob..ob+{OB - 1}: edge columns [0, lo) and [hi, OW) one checked pixel',
-         f'    at a time, the interior in {PT}-pixel tiles (the last shifted back, storing only new pixels)."""',
-         "    wo = ob * WOS",
-         "    bo = ob * VW",
-         "    zero, one = np.int64(0), np.int64(1)",
-         "    for ow in range(lo):",
-         f"        _cvc_{OB}({_GEN_CV_ARGS}, ow * SW - PL, d, {_GEN_CV_TAIL}, orow + ow * VW, OBS, zero, one, code, p, q)",
-         f"    if hi - lo >= {PT}:",
-         "        ow = lo",
-         "        while ow < hi:",
-         f"            st = min(ow, hi - {PT})",
-         "            iw0 = st * SW - PL",
-         "            oo = orow + st * VW"]
-    kw = "if"
-    for D in literal_d:
-        L += [f"            {kw} d == {D}:  # the pixel step as a constant: addresses fold into displacements",
-              f"                _cv_{OB}x{PT}({_GEN_CV_ARGS}, iw0, {D}, {_GEN_CV_TAIL}, oo, OBS, ow - st, np.int64({PT}), code, p, q)"]
-        kw = "elif"
-    L += ["            else:",
-          f"                _cv_{OB}x{PT}({_GEN_CV_ARGS}, iw0, d, {_GEN_CV_TAIL}, oo, OBS, ow - st, np.int64({PT}), code, p, q)",
-          f"            ow += {PT}",
-          "    else:",
-          "        for ow in range(lo, hi):",
-          f"            _cv_{OB}x1({_GEN_CV_ARGS}, ow * SW - PL, d, {_GEN_CV_TAIL}, orow + ow * VW, OBS, zero, one, code, p, q)",
-          "    for ow in range(max(lo, hi), OW):",
-          f"        _cvc_{OB}({_GEN_CV_ARGS}, ow * SW - PL, d, {_GEN_CV_TAIL}, orow + ow * VW, OBS, zero, one, code, p, q)"]
-    return L
+    def body(PT):
+        L = [f"    if hi - lo >= {PT}:",
+             "        ow = lo",
+             "        while ow < hi:",
+             f"            st = min(ow, hi - {PT})",
+             "            iw0 = st * SW - PL",
+             "            oo = orow + st * VW"]
+        kw = "if"
+        for D in literal_d:
+            L += [f"            {kw} d == {D}:  # the pixel step as a constant: addresses fold into displacements",
+                  f"                _cv_{OB}x{PT}({_GEN_CV_ARGS}, iw0, {D}, {_GEN_CV_TAIL}, oo, OBS, ow - st,",
+                  f"                        np.int64({PT}), code, p, q)"]
+            kw = "elif"
+        return L + ["            else:",
+                    f"                _cv_{OB}x{PT}({_GEN_CV_ARGS}, iw0, d, {_GEN_CV_TAIL}, oo, OBS, ow - st,",
+                    f"                        np.int64({PT}), code, p, q)",
+                    f"            ow += {PT}",
+                    "    else:",
+                    "        for ow in range(lo, hi):",
+                    f"            _cv_{OB}x1({_GEN_CV_ARGS}, ow * SW - PL, d, {_GEN_CV_TAIL}, orow + ow * VW, OBS, zero, one,",
+                    "                    code, p, q)"]
+    return (["@kernel",
+             f"def _cv_row{OB}(x, w, bias, out, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, SW, PL, d, ps, ob, WOS, orow,",
+             "            OBS, OW, lo, hi, code, p, q):",
+             f'    """One output row of output blocks ob..ob+{OB - 1}: edge columns [0, lo) and [hi, OW) one checked pixel',
+             '    at a time, the interior in full-width tiles (the last shifted back, storing only new pixels)."""',
+             "    wo = ob * WOS",
+             "    bo = ob * VW",
+             "    zero, one = np.int64(0), np.int64(1)",
+             "    for ow in range(lo):",
+             f"        _cvc_{OB}({_GEN_CV_ARGS}, ow * SW - PL, d, {_GEN_CV_TAIL}, orow + ow * VW, OBS, zero, one, code, p, q)"]
+            + _gen_by_vw(OB, body)
+            + ["    for ow in range(max(lo, hi), OW):",
+               f"        _cvc_{OB}({_GEN_CV_ARGS}, ow * SW - PL, d, {_GEN_CV_TAIL}, orow + ow * VW, OBS, zero, one, code, p, q)"])
 
 
 _GEN_BEGIN = "# --- generated micro-kernels"
@@ -2035,10 +2452,10 @@ _GEN_END = "# --- end of generated micro-kernels ---"
 def generate_tiles() -> str:
     """The source of the generated section of this file (tests check it is up to date)."""
     out = [_GEN_BEGIN + " (from generate_tiles: do not edit by hand) ---"]
-    C1 = [(4, 6), (2, 12), (1, 24), (4, 1), (2, 1), (1, 1)]
-    for ob, pt in C1:
+    tiles = [(4, 6), (2, 12), (1, 24), (2, 6), (1, 12), (4, 1), (2, 1), (1, 1)]
+    for ob, pt in tiles:
         out += _gen_c1(ob, pt) + ["", ""]
-    for ob, pt in [(4, 6), (2, 12), (1, 24), (4, 1), (2, 1), (1, 1)]:
+    for ob, pt in tiles:
         out += _gen_cv(ob, pt, False) + ["", ""]
     for ob in (4, 2, 1):
         out += _gen_cv(ob, 1, True) + ["", ""]
