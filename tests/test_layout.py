@@ -59,6 +59,11 @@ def mobile_net(C0=3, C1=VW + 3, C2=2 * VW, H=19, seed=0, head="gap"):
     b.add_node("Mul", [r, s], [m], {"activation": "none", "act_a": 0.0, "act_b": 0.0})
     a = b.unique("sum")
     b.add_node("Add", [m, r], [a], {"activation": "relu", "act_a": 0.0, "act_b": 0.0})
+    up = b.unique("up")
+    b.add_node("Resize", [a], [up], {"mode": "linear", "scales": [1.0, 1.0, 2.0, 2.0]})
+    a = b.unique("near")
+    b.add_node("Resize", [up], [a], {"mode": "nearest", "scales": [1.0, 1.0, 0.75, 0.75],
+                                     "coordinate_transformation_mode": "asymmetric"})
     if head == "gap":
         g = b.unique("gap")
         b.add_node("GlobalAveragePool", [a], [g])
@@ -88,7 +93,7 @@ def test_plan_blocks_the_network_and_reorders_only_at_its_borders():
     blocked_ops = sorted(ops[name] for name in plan.kinds)
     # Everything but the Reshape runs blocked: 6 convs + the gate conv, pool, pad, PRelu, 2 means, Mul, Add.
     assert blocked_ops.count("Conv") == 7 and "Reshape" not in blocked_ops
-    for op in ("MaxPool", "Pad", "PRelu", "Mul", "Add", "GlobalAveragePool"):
+    for op in ("MaxPool", "Pad", "PRelu", "Mul", "Add", "GlobalAveragePool", "Resize"):
         assert op in blocked_ops
     reorders = [n.op for n, *_ in plan.steps if n.op in ("ToBlocked", "FromBlocked")]
     # No ToBlocked: the stem reads the plain image; FromBlocked for the residual tensor the caller

@@ -73,11 +73,10 @@ def f32_blocked_scale(x, s, out, g):
     g: [N*CB, P]."""
     planes, P = g[0], g[1]
     for b in range(planes):
-        so = b * VW
+        gate = vload(s, b * VW)
         for p in range(P):
             o = (b * P + p) * VW
-            for lane in range(VW):
-                out[o + lane] = x[o + lane] * s[so + lane]
+            vstore(out, o, vmul(vload(x, o), gate))
 
 
 @kernel
@@ -151,3 +150,39 @@ def f32_blocked_prelu_mt(x, r, slope, out, g, T):
     nb = g[0] * g[1]
     for t in prange(T):
         _prelu_blocks(x, r, slope, out, g, t * nb // T, (t + 1) * nb // T)
+
+
+@kernel
+def f32_blocked_resize_linear(x, out, h0, h1, hw, w0, w1, ww, g):
+    """Bilinear resize of blocked planes (g: [N*CB, H, W, OH, OW]): per output pixel, lerp columns
+    (w0, w1, weight ww) of rows h0 and h1, then lerp those by hw, as the NCHW kernel does, VW
+    channels at a time. Tables as Resize.prepare builds them (int64 indices, float32 weights)."""
+    planes, H, W, OH, OW = g[0], g[1], g[2], g[3], g[4]
+    m1 = vbroadcast(-1.0)
+    for b in range(planes):
+        for oh in range(OH):
+            top = ((b * H + h0[oh]) * W) * VW
+            bottom = ((b * H + h1[oh]) * W) * VW
+            o = (b * OH + oh) * OW * VW
+            t = vbroadcast(hw[oh])
+            for ow in range(OW):
+                i0, i1, s = w0[ow] * VW, w1[ow] * VW, vbroadcast(ww[ow])
+                x0 = vload(x, top + i0)
+                a = vfma(s, vfma(m1, x0, vload(x, top + i1)), x0)  # x0 + s * (x1 - x0)
+                y0 = vload(x, bottom + i0)
+                c = vfma(s, vfma(m1, y0, vload(x, bottom + i1)), y0)
+                vstore(out, o + ow * VW, vfma(t, vfma(m1, a, c), a))
+
+
+@kernel
+def f32_blocked_resize_nearest(x, out, rows, cols, g):
+    """Nearest-neighbour resize of blocked planes: one vector copied per output pixel."""
+    planes, H, W, OH, OW = g[0], g[1], g[2], g[3], g[4]
+    for b in range(planes):
+        for oh in range(OH):
+            src = x[((b * H + rows[oh]) * W) * VW:((b * H + rows[oh] + 1) * W) * VW]
+            orow = out[(b * OH + oh) * OW * VW:(b * OH + oh + 1) * OW * VW]
+            for ow in range(OW):
+                i = cols[ow] * VW
+                for lane in range(VW):
+                    orow[ow * VW + lane] = src[i + lane]

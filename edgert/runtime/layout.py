@@ -49,7 +49,7 @@ EXIT_KINDS = ("to_nhwc",)
 
 def blocked_kind(node, attrs, ins, graph) -> str | None:
     """What the blocked kernels can run this node as ('conv1x1', 'dwconv', 'conv', 'add', 'gap',
-    'prelu', 'maxpool', 'padc', 'scale', 'to_nhwc'), or None. Only 4-D f32 tensors; conv weights
+    'prelu', 'maxpool', 'padc', 'scale', 'to_nhwc', 'resize'), or None. Only 4-D f32 tensors; conv weights
     and bias must be constants."""
     if any(t is not None and (t.dtype != "f32") for t in ins):
         return None
@@ -97,6 +97,11 @@ def blocked_kind(node, attrs, ins, graph) -> str | None:
         return None
     if op == "Transpose" and list(attrs["perm"]) == [0, 2, 3, 1]:
         return "to_nhwc"
+    if op == "Resize" and attrs["mode"] in ("linear", "nearest") and len(node.inputs) == 1:
+        from ..ops.resize import resolve_scales_sizes
+        _, out_shape = resolve_scales_sizes(attrs, x.shape)
+        if tuple(out_shape[:2]) == tuple(x.shape[:2]):
+            return "resize"  # spatial only: every channel is resized alike
     if op == "PRelu":
         slope = ins[1]
         if _is_const(graph, node.inputs[1]) and slope.size in (1, x.shape[1]) and \
