@@ -197,7 +197,7 @@ def bench_pointwise(args, rng, peak):
                  "act_a": 0.0, "act_b": 6.0}
         xb, wp, bp = B.to_blocked_np(x), B.pack_conv1x1(w[:, :, 0, 0]), B.pad_bias(b, M)
         out = np.empty(B.blocked_floats(1, M, S, S), np.float32)
-        g = B.conv1x1_geometry(1, K, M, P)
+        g = B.conv1x1_geometry(1, K, M, P)  # with the real K: pad input lanes skipped
         dummy = np.zeros(1, np.float32)
         engines = {"blocked": functools.partial(B.f32_blocked_conv1x1, xb, wp, bp, dummy, out, g, *clip_args())}
         name, fn, _keep = nchw_call(x, w, b, attrs)

@@ -13,7 +13,8 @@ activation ``code, p, q`` of act.py; relu and clip are applied in registers, oth
 after the store):
 
 * ``f32_to_blocked`` / ``f32_from_blocked`` (g = [N, C, P]): plain [N][C][P] <-> blocked.
-* ``f32_blocked_conv1x1`` (g = [N, CBi, CBo, P, has_res]): 1x1 stride 1. Weights from
+* ``f32_blocked_conv1x1`` (g = [N, CBi, CBo, P, has_res] or [N, CBi, CBo, P, has_res, K]; the
+  optional real input channel count K lets the last input block skip its pad lanes): 1x1 stride 1. Weights from
   ``pack_conv1x1``: [CBo][CBi*VW][VW]. Micro-kernel ``_c1_OBxPT``: OB output blocks x PT consecutive
   pixels with OB*PT accumulators in registers (4x6, 2x12, 1x24: 24 of the 32 vector registers of
   AVX-512 and NEON); per input channel k it loads OB weight vectors, broadcasts the PT pixels' x[k]
@@ -55,7 +56,7 @@ from .act import CLIP, RELU, apply_act
 from .simd import VW, vadd, vbroadcast, vbroadcast_at, vclamp, vfence, vfma, vload, vmul, vrelu, vstore
 
 # Geometry fields.
-C1_N, C1_CBI, C1_CBO, C1_P, C1_RES = range(5)
+C1_N, C1_CBI, C1_CBO, C1_P, C1_RES, C1_K = range(6)
 (DW_N, DW_CB, DW_H, DW_W, DW_OH, DW_OW, DW_KH, DW_KW, DW_SH, DW_SW, DW_PT, DW_PL) = range(12)
 (CV_N, CV_C, CV_CBO, CV_H, CV_W, CV_OH, CV_OW, CV_KH, CV_KW, CV_SH, CV_SW, CV_PT, CV_PL, CV_DH, CV_DW,
  CV_INB) = range(16)
@@ -84,7 +85,8 @@ def _act_span(y, o, n, code, p, q):
 
 # --- generated micro-kernels (from generate_tiles: do not edit by hand) ---
 @inline
-def _c1_4x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
+def _c1_4x6(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p,
+        q):
     """4 output blocks x 6 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -117,7 +119,7 @@ def _c1_4x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
     for kb in range(KB):
         xk = xo + kb * XBS
         wk = wo + kb * (VW * VW)
-        for l in range(VW):
+        for l in range(VW if kb < KB - 1 else KL):  # the last block: its KL real input channels
             w0 = vload(w, wk + l * VW)
             w1 = vload(w, wk + l * VW + 1 * WOS)
             w2 = vload(w, wk + l * VW + 2 * WOS)
@@ -215,7 +217,8 @@ def _c1_4x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
 
 
 @inline
-def _c1_2x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
+def _c1_2x12(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p,
+        q):
     """2 output blocks x 12 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -246,7 +249,7 @@ def _c1_2x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, ski
     for kb in range(KB):
         xk = xo + kb * XBS
         wk = wo + kb * (VW * VW)
-        for l in range(VW):
+        for l in range(VW if kb < KB - 1 else KL):  # the last block: its KL real input channels
             w0 = vload(w, wk + l * VW)
             w1 = vload(w, wk + l * VW + 1 * WOS)
             s = vbroadcast_at(x, xk + l)
@@ -352,7 +355,8 @@ def _c1_2x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, ski
 
 
 @inline
-def _c1_1x24(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
+def _c1_1x24(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p,
+        q):
     """1 output blocks x 24 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     a0_0 = b0
@@ -382,7 +386,7 @@ def _c1_1x24(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, ski
     for kb in range(KB):
         xk = xo + kb * XBS
         wk = wo + kb * (VW * VW)
-        for l in range(VW):
+        for l in range(VW if kb < KB - 1 else KL):  # the last block: its KL real input channels
             w0 = vload(w, wk + l * VW)
             s = vbroadcast_at(x, xk + l)
             a0_0 = vfma(s, w0, a0_0)
@@ -510,7 +514,8 @@ def _c1_1x24(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, ski
 
 
 @inline
-def _c1_2x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
+def _c1_2x6(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p,
+        q):
     """2 output blocks x 6 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -529,7 +534,7 @@ def _c1_2x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
     for kb in range(KB):
         xk = xo + kb * XBS
         wk = wo + kb * (VW * VW)
-        for l in range(VW):
+        for l in range(VW if kb < KB - 1 else KL):  # the last block: its KL real input channels
             w0 = vload(w, wk + l * VW)
             w1 = vload(w, wk + l * VW + 1 * WOS)
             s = vbroadcast_at(x, xk + l)
@@ -587,7 +592,8 @@ def _c1_2x6(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
 
 
 @inline
-def _c1_1x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
+def _c1_1x12(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p,
+        q):
     """1 output blocks x 12 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     a0_0 = b0
@@ -605,7 +611,7 @@ def _c1_1x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, ski
     for kb in range(KB):
         xk = xo + kb * XBS
         wk = wo + kb * (VW * VW)
-        for l in range(VW):
+        for l in range(VW if kb < KB - 1 else KL):  # the last block: its KL real input channels
             w0 = vload(w, wk + l * VW)
             s = vbroadcast_at(x, xk + l)
             a0_0 = vfma(s, w0, a0_0)
@@ -673,7 +679,8 @@ def _c1_1x12(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, ski
 
 
 @inline
-def _c1_4x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
+def _c1_4x1(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p,
+        q):
     """4 output blocks x 1 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -686,7 +693,7 @@ def _c1_4x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
     for kb in range(KB):
         xk = xo + kb * XBS
         wk = wo + kb * (VW * VW)
-        for l in range(VW):
+        for l in range(VW if kb < KB - 1 else KL):  # the last block: its KL real input channels
             w0 = vload(w, wk + l * VW)
             w1 = vload(w, wk + l * VW + 1 * WOS)
             w2 = vload(w, wk + l * VW + 2 * WOS)
@@ -713,7 +720,8 @@ def _c1_4x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
 
 
 @inline
-def _c1_2x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
+def _c1_2x1(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p,
+        q):
     """2 output blocks x 1 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     b1 = vload(bias, bo + 1 * VW)
@@ -722,7 +730,7 @@ def _c1_2x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
     for kb in range(KB):
         xk = xo + kb * XBS
         wk = wo + kb * (VW * VW)
-        for l in range(VW):
+        for l in range(VW if kb < KB - 1 else KL):  # the last block: its KL real input channels
             w0 = vload(w, wk + l * VW)
             w1 = vload(w, wk + l * VW + 1 * WOS)
             s = vbroadcast_at(x, xk + l)
@@ -739,14 +747,15 @@ def _c1_2x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip
 
 
 @inline
-def _c1_1x1(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):
+def _c1_1x1(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p,
+        q):
     """1 output blocks x 1 pixels of a 1x1 conv (generated, see _c1 in the module doc)."""
     b0 = vload(bias, bo + 0 * VW)
     a0_0 = b0
     for kb in range(KB):
         xk = xo + kb * XBS
         wk = wo + kb * (VW * VW)
-        for l in range(VW):
+        for l in range(VW if kb < KB - 1 else KL):  # the last block: its KL real input channels
             w0 = vload(w, wk + l * VW)
             s = vbroadcast_at(x, xk + l)
             a0_0 = vfma(s, w0, a0_0)
@@ -1597,30 +1606,30 @@ def _dwc_8(x, xb, H, W, ih0, iw0, w, wb, bv, out, oo, KH, KW, S, lo, hi, nv):
 
 
 @kernel
-def _c1_run4(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):
+def _c1_run4(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, KL, XBS, P, c0, c1, code, p, q):
     """Pixels [c0, c1) of output blocks ob..ob+3: full-width tiles; a remainder of 6 pixels or more
     as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel (4 chains)."""
     wo = ob * WOS
     bo = ob * VW
     pix = c0
     while pix + 6 <= c1:
-        _c1_4x6(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
+        _c1_4x6(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
                  XBS, np.int64(0), np.int64(6), code, p, q)
         pix += 6
     if c1 - pix >= 6 and P >= 6:
         st = min(pix, P - 6)
-        _c1_4x6(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
+        _c1_4x6(x, xn + st * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
                  XBS, pix - st, c1 - st, code, p, q)
         pix = c1
     zero, one = np.int64(0), np.int64(1)
     while pix < c1:
-        _c1_4x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+        _c1_4x1(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
                 zero, one, code, p, q)
         pix += 1
 
 
 @kernel
-def _c1_run2(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):
+def _c1_run2(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, KL, XBS, P, c0, c1, code, p, q):
     """Pixels [c0, c1) of output blocks ob..ob+1: full-width tiles; a remainder of 6 pixels or more
     as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel (2 chains)."""
     wo = ob * WOS
@@ -1628,39 +1637,39 @@ def _c1_run2(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, 
     if VW == 8:
         pix = c0
         while pix + 6 <= c1:
-            _c1_2x6(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
+            _c1_2x6(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
                      XBS, np.int64(0), np.int64(6), code, p, q)
             pix += 6
         if c1 - pix >= 6 and P >= 6:
             st = min(pix, P - 6)
-            _c1_2x6(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
+            _c1_2x6(x, xn + st * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
                      XBS, pix - st, c1 - st, code, p, q)
             pix = c1
         zero, one = np.int64(0), np.int64(1)
         while pix < c1:
-            _c1_2x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+            _c1_2x1(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
                     zero, one, code, p, q)
             pix += 1
     else:
         pix = c0
         while pix + 12 <= c1:
-            _c1_2x12(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
+            _c1_2x12(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
                      XBS, np.int64(0), np.int64(12), code, p, q)
             pix += 12
         if c1 - pix >= 6 and P >= 12:
             st = min(pix, P - 12)
-            _c1_2x12(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
+            _c1_2x12(x, xn + st * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
                      XBS, pix - st, c1 - st, code, p, q)
             pix = c1
         zero, one = np.int64(0), np.int64(1)
         while pix < c1:
-            _c1_2x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+            _c1_2x1(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
                     zero, one, code, p, q)
             pix += 1
 
 
 @kernel
-def _c1_run1(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):
+def _c1_run1(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, KL, XBS, P, c0, c1, code, p, q):
     """Pixels [c0, c1) of output blocks ob..ob+0: full-width tiles; a remainder of 6 pixels or more
     as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel (1 chains)."""
     wo = ob * WOS
@@ -1668,33 +1677,33 @@ def _c1_run1(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, 
     if VW == 8:
         pix = c0
         while pix + 12 <= c1:
-            _c1_1x12(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
+            _c1_1x12(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
                      XBS, np.int64(0), np.int64(12), code, p, q)
             pix += 12
         if c1 - pix >= 6 and P >= 12:
             st = min(pix, P - 12)
-            _c1_1x12(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
+            _c1_1x12(x, xn + st * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
                      XBS, pix - st, c1 - st, code, p, q)
             pix = c1
         zero, one = np.int64(0), np.int64(1)
         while pix < c1:
-            _c1_1x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+            _c1_1x1(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
                     zero, one, code, p, q)
             pix += 1
     else:
         pix = c0
         while pix + 24 <= c1:
-            _c1_1x24(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
+            _c1_1x24(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,
                      XBS, np.int64(0), np.int64(24), code, p, q)
             pix += 24
         if c1 - pix >= 6 and P >= 24:
             st = min(pix, P - 24)
-            _c1_1x24(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
+            _c1_1x24(x, xn + st * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,
                      XBS, pix - st, c1 - st, code, p, q)
             pix = c1
         zero, one = np.int64(0), np.int64(1)
         while pix < c1:
-            _c1_1x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
+            _c1_1x1(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,
                     zero, one, code, p, q)
             pix += 1
 
@@ -1957,21 +1966,26 @@ def _c1_item(x, w, bias, r, out, g, it, pc, nch, nog, code, p, q):
     XBS = P * VW
     WOS = CBi * VW * VW
     xn = n * CBi * XBS
+    # Optional g[C1_K]: the real input channel count; the pad lanes of the last input block are then
+    # skipped (their weights are zero anyway): 24 channels cost 24, not 32, FMAs per output on AVX-512.
+    KL = VW
+    if g.size > C1_K:
+        KL = max(1, min(VW, g[C1_K] - (CBi - 1) * VW))
     nob = min(4, CBo - ob)
     if nob == 4 and VW != 8:
-        _c1_run4(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, XBS, P, c0, c1, code, p, q)
+        _c1_run4(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, KL, XBS, P, c0, c1, code, p, q)
         return
     while nob >= 2:  # with AVX2's 16 registers a group of 4 runs as two of 2
-        _c1_run2(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, XBS, P, c0, c1, code, p, q)
+        _c1_run2(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, KL, XBS, P, c0, c1, code, p, q)
         ob += 2
         nob -= 2
     if nob == 1:
-        _c1_run1(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, XBS, P, c0, c1, code, p, q)
+        _c1_run1(x, w, bias, r, out, has_res, xn, (n * CBo + ob) * XBS, ob, WOS, CBi, KL, XBS, P, c0, c1, code, p, q)
 
 
 @kernel
 def f32_blocked_conv1x1(x, w, bias, r, out, g, code, p, q):
-    """1x1 conv, stride 1, blocked in and out: out = act(W x + bias (+ r)). g = [N, CBi, CBo, P, has_res];
+    """1x1 conv, stride 1, blocked in and out: out = act(W x + bias (+ r)). g = [N, CBi, CBo, P, has_res(, K)];
     w from pack_conv1x1, bias from pad_bias; r (blocked like out) is read only when has_res == 1."""
     pc, nch, nog = _c1_split(g, False)
     for it in range(g[C1_N] * nch * nog):
@@ -2228,7 +2242,8 @@ def pack_conv(w: np.ndarray, in_blocked: bool, VW: int = VW) -> np.ndarray:
 
 
 def conv1x1_geometry(N, K, M, P, has_res=False, VW: int = VW) -> np.ndarray:
-    return np.array([N, -(-K // VW), -(-M // VW), P, int(has_res)], np.int64)
+    """g of f32_blocked_conv1x1 with the optional real input channel count K (g[C1_K])."""
+    return np.array([N, -(-K // VW), -(-M // VW), P, int(has_res), K], np.int64)
 
 
 def dwconv_geometry(N, C, H, W, OH, OW, KH, KW, SH, SW, PT, PL, VW: int = VW) -> np.ndarray:
@@ -2290,13 +2305,14 @@ def _gen_body(OB, PT, ind, xaddr, waddr):
 
 def _gen_c1(OB, PT):
     L = ["@inline",
-         f"def _c1_{OB}x{PT}(x, xo, KB, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p, q):",
+         f"def _c1_{OB}x{PT}(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, skip, lim, code, p,",
+         "        q):",
          f'    """{OB} output blocks x {PT} pixels of a 1x1 conv (generated, see _c1 in the module doc)."""']
     L += _gen_inits(OB, PT, "    ")
     L += ["    for kb in range(KB):",
           "        xk = xo + kb * XBS",
           "        wk = wo + kb * (VW * VW)",
-          "        for l in range(VW):"]
+          "        for l in range(VW if kb < KB - 1 else KL):  # the last block: its KL real input channels"]
     L += _gen_body(OB, PT, "            ", lambda i: f"xk + l + {i} * VW" if i else "xk + l",
               lambda j: f"wk + l * VW + {j} * WOS" if j else "wk + l * VW")
     L += _gen_epilogue(OB, PT, "    ", True)
@@ -2383,21 +2399,21 @@ def _gen_c1_driver(OB):
     def body(PT):
         return ["    pix = c0",
                 f"    while pix + {PT} <= c1:",
-                f"        _c1_{OB}x{PT}(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,",
+                f"        _c1_{OB}x{PT}(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW,",
                 f"                 XBS, np.int64(0), np.int64({PT}), code, p, q)",
                 f"        pix += {PT}",
                 f"    if c1 - pix >= 6 and P >= {PT}:",
                 f"        st = min(pix, P - {PT})",
-                f"        _c1_{OB}x{PT}(x, xn + st * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,",
+                f"        _c1_{OB}x{PT}(x, xn + st * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + st * VW,",
                 "                 XBS, pix - st, c1 - st, code, p, q)",
                 "        pix = c1",
                 "    zero, one = np.int64(0), np.int64(1)",
                 "    while pix < c1:",
-                f"        _c1_{OB}x1(x, xn + pix * VW, CBi, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,",
+                f"        _c1_{OB}x1(x, xn + pix * VW, CBi, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, on + pix * VW, XBS,",
                 "                zero, one, code, p, q)",
                 "        pix += 1"]
     return ["@kernel",
-            f"def _c1_run{OB}(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, XBS, P, c0, c1, code, p, q):",
+            f"def _c1_run{OB}(x, w, bias, r, out, has_res, xn, on, ob, WOS, CBi, KL, XBS, P, c0, c1, code, p, q):",
             f'    """Pixels [c0, c1) of output blocks ob..ob+{OB - 1}: full-width tiles; a remainder of 6 pixels or more',
             f'    as one tile shifted back (storing only its new pixels), a smaller one pixel by pixel ({OB} chains)."""',
             "    wo = ob * WOS",
