@@ -17,8 +17,8 @@ after the store):
   optional real input channel count K lets the last input block skip its pad lanes): 1x1 stride 1. Weights from
   ``pack_conv1x1``: [CBo][CBi*VW][VW]. Micro-kernel ``_c1_OBxPT``: OB output blocks x PT consecutive
   pixels with OB*PT accumulators in registers (4x6, 2x12, 1x24: 24 of the 32 vector registers of
-  AVX-512 and NEON); per input channel k it loads OB weight vectors, broadcasts the PT pixels' x[k]
-  and issues OB*PT FMAs. Work items are (image, pixel chunk, group of 4 output blocks); a chunk is
+  AVX-512 and NEON; with AVX2's 16, VW == 8, 2x6 and 1x12); per input channel k it loads OB weight
+  vectors, broadcasts the PT pixels' x[k] and issues OB*PT FMAs. Work items are (image, pixel chunk, group of 4 output blocks); a chunk is
   a multiple of 24 pixels whose input (~32 KiB) stays in L1 while the group's tiles sweep it. A
   chunk's remainder of 6 pixels or more runs as one tile shifted back (it stores only its new
   pixels, so a residual that aliases ``out`` stays right), a smaller one as one-pixel tiles (OB
