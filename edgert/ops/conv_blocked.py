@@ -56,7 +56,7 @@ def prepare_blocked(opdef, node, attrs, ins, outs, ctx, parallel_min_macs, dw_pa
     P = H * W
     if kh == kw == 1 and attrs["strides"] == [1, 1] and not any(attrs["pads"]):
         residual = len(node.inputs) > 3 and bool(node.inputs[3])
-        g = np.array([N, -(-C // vw), CBo, P, int(residual)], np.int64)
+        g = KB.conv1x1_geometry(N, C, M, P, residual)  # with C: the last block's pad lanes are skipped
         wp = KB.pack_conv1x1(w.reshape(M, C))
         T = _threads(ctx, macs, N * CBo * P, parallel_min_macs)
         name = "f32_blocked_conv1x1" + ("_mt" if T > 1 else "")
