@@ -43,7 +43,10 @@ after the store):
 The register tiles and their drivers are generated Python (``generate_tiles`` at the end of this
 file; ``python -m edgert.kernels.blocked`` rewrites the section, a test checks it is current).
 
-``_mt`` variants take the same arguments and split work items over numba's threads with prange
+``_mt`` variants take the same arguments plus ``work`` (int64 [2]: a counter, the number of workers
+T; see ``work_counter``): T workers under prange take items from the shared counter (simd.fetch_add)
+until none are left, so a worker on a core that is busy or slower takes fewer items instead of
+holding up the region, as it would with prange's static split; items are cut as before
 (several items per thread where the shape allows it).
 """
 
@@ -53,7 +56,7 @@ import numpy as np
 
 from ._jit import inline, kernel, prange
 from .act import CLIP, RELU, apply_act
-from .simd import VW, vadd, vbroadcast, vbroadcast_at, vclamp, vfence, vfma, vload, vmul, vrelu, vstore
+from .simd import VW, fetch_add, vadd, vbroadcast, vbroadcast_at, vclamp, vfence, vfma, vload, vmul, vrelu, vstore
 
 # Geometry fields.
 C1_N, C1_CBI, C1_CBO, C1_P, C1_RES, C1_K = range(6)
@@ -1917,10 +1920,14 @@ def f32_to_blocked(x, out, g):
 
 
 @kernel(parallel=True)
-def f32_to_blocked_mt(x, out, g):
+def f32_to_blocked_mt(x, out, g, work):
     total, CB, nch = _reorder_items(g)
-    for it in prange(total):
-        _to_item(x, out, g, it, CB, nch)
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < total:
+            _to_item(x, out, g, it, CB, nch)
+            it = fetch_add(work, 0, 1)
 
 
 @kernel
@@ -1932,10 +1939,14 @@ def f32_from_blocked(x, out, g):
 
 
 @kernel(parallel=True)
-def f32_from_blocked_mt(x, out, g):
+def f32_from_blocked_mt(x, out, g, work):
     total, CB, nch = _reorder_items(g)
-    for it in prange(total):
-        _from_item(x, out, g, it, CB, nch)
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < total:
+            _from_item(x, out, g, it, CB, nch)
+            it = fetch_add(work, 0, 1)
 
 
 # --- 1x1 convolution ---------------------------------------------------------------------------
@@ -1993,10 +2004,15 @@ def f32_blocked_conv1x1(x, w, bias, r, out, g, code, p, q):
 
 
 @kernel(parallel=True)
-def f32_blocked_conv1x1_mt(x, w, bias, r, out, g, code, p, q):
+def f32_blocked_conv1x1_mt(x, w, bias, r, out, g, code, p, q, work):
     pc, nch, nog = _c1_split(g, True)
-    for it in prange(g[C1_N] * nch * nog):
-        _c1_item(x, w, bias, r, out, g, it, pc, nch, nog, code, p, q)
+    total = g[C1_N] * nch * nog
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < total:
+            _c1_item(x, w, bias, r, out, g, it, pc, nch, nog, code, p, q)
+            it = fetch_add(work, 0, 1)
 
 
 # --- depthwise convolution ---------------------------------------------------------------------
@@ -2089,13 +2105,17 @@ def f32_blocked_dwconv(x, w, bias, out, g, code, p, q):
 
 
 @kernel(parallel=True)
-def f32_blocked_dwconv_mt(x, w, bias, out, g, code, p, q):
+def f32_blocked_dwconv_mt(x, w, bias, out, g, code, p, q, work):
     nblk, nch = _dw_split(g)
     OH = g[DW_OH]
-    for it in prange(nblk * nch):
-        nb = it // nch
-        ch = it - nb * nch
-        _dw_rows(x, w, bias, out, g, nb, ch * OH // nch, (ch + 1) * OH // nch, code, p, q)
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < nblk * nch:
+            nb = it // nch
+            ch = it - nb * nch
+            _dw_rows(x, w, bias, out, g, nb, ch * OH // nch, (ch + 1) * OH // nch, code, p, q)
+            it = fetch_add(work, 0, 1)
 
 
 # --- general dense convolution -----------------------------------------------------------------
@@ -2148,9 +2168,14 @@ def f32_blocked_conv(x, w, bias, out, g, code, p, q):
 
 
 @kernel(parallel=True)
-def f32_blocked_conv_mt(x, w, bias, out, g, code, p, q):
-    for it in prange(g[CV_N] * g[CV_OH] * ((g[CV_CBO] + 3) // 4)):
-        _cv_item(x, w, bias, out, g, it, code, p, q)
+def f32_blocked_conv_mt(x, w, bias, out, g, code, p, q, work):
+    total = g[CV_N] * g[CV_OH] * ((g[CV_CBO] + 3) // 4)
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < total:
+            _cv_item(x, w, bias, out, g, it, code, p, q)
+            it = fetch_add(work, 0, 1)
 
 
 # --- global average pool -----------------------------------------------------------------------
@@ -2492,3 +2517,8 @@ if __name__ == "__main__":
     start = text.index(_GEN_BEGIN)
     end = text.index(_GEN_END) + len(_GEN_END)
     path.write_text(text[:start] + generate_tiles() + text[end:], encoding="utf-8")
+
+
+def work_counter(threads: int) -> np.ndarray:
+    """The ``work`` argument of the ``_mt`` kernels: [shared item counter, number of workers]."""
+    return np.array([0, threads], np.int64)

@@ -10,7 +10,7 @@ a region of blocked convolutions does not have to leave the layout for them.
 from __future__ import annotations
 
 from ._jit import inline, kernel, prange
-from .simd import VW, vadd, vbroadcast, vfma, vload, vmul, vrelu, vstore
+from .simd import VW, fetch_add, vadd, vbroadcast, vfma, vload, vmul, vrelu, vstore
 
 # f32_blocked_maxpool geometry
 (MP_PLANES, MP_H, MP_W, MP_OH, MP_OW, MP_KH, MP_KW, MP_SH, MP_SW, MP_PT, MP_PL, MP_DH, MP_DW) = range(13)
@@ -119,37 +119,49 @@ def f32_blocked_to_nhwc(x, out, g):
 
 
 @inline
-def _prelu_blocks(x, r, slope, out, g, b0, b1):
-    """Blocks b0..b1-1 of [N*CB]: out = PRelu(x (+ r)) as relu(v) - slope * relu(-v) (exact for
-    v >= 0 and v < 0 alike, infinities and NaN as numpy's where)."""
+def _prelu_span(x, r, slope, out, g, b, p0, p1):
+    """Pixels p0..p1-1 of block b of [N*CB]: out = PRelu(x (+ r)) as relu(v) - slope * relu(-v)
+    (exact for v >= 0 and v < 0 alike, infinities and NaN as numpy's where)."""
     CB, P, has_res = g[1], g[2], g[3]
     m1 = vbroadcast(-1.0)
-    for b in range(b0, b1):
-        ns = vmul(vload(slope, (b % CB) * VW), m1)
-        o = b * P * VW
-        if has_res == 1:
-            for p in range(P):
-                v = vadd(vload(x, o + p * VW), vload(r, o + p * VW))
-                vstore(out, o + p * VW, vfma(ns, vrelu(vmul(v, m1)), vrelu(v)))
-        else:
-            for p in range(P):
-                v = vload(x, o + p * VW)
-                vstore(out, o + p * VW, vfma(ns, vrelu(vmul(v, m1)), vrelu(v)))
+    ns = vmul(vload(slope, (b % CB) * VW), m1)
+    o = b * P * VW
+    if has_res == 1:
+        for p in range(p0, p1):
+            v = vadd(vload(x, o + p * VW), vload(r, o + p * VW))
+            vstore(out, o + p * VW, vfma(ns, vrelu(vmul(v, m1)), vrelu(v)))
+    else:
+        for p in range(p0, p1):
+            v = vload(x, o + p * VW)
+            vstore(out, o + p * VW, vfma(ns, vrelu(vmul(v, m1)), vrelu(v)))
 
 
 @kernel
 def f32_blocked_prelu(x, r, slope, out, g):
     """PRelu with a per-channel slope ([CB*VW], zero padded), optionally of x + r (a fused residual;
     r is a dummy when has_res is 0). g: [N, CB, P, has_res]; out may alias x or r."""
-    _prelu_blocks(x, r, slope, out, g, 0, g[0] * g[1])
+    for b in range(g[0] * g[1]):
+        _prelu_span(x, r, slope, out, g, b, 0, g[2])
+
+
+PRELU_ITEM_PIXELS = 512  # pixels per work item of the _mt variant (32 KiB of input at VW = 16)
 
 
 @kernel(parallel=True)
-def f32_blocked_prelu_mt(x, r, slope, out, g, T):
-    """``f32_blocked_prelu`` with the blocks split into T ranges under prange."""
-    nb = g[0] * g[1]
-    for t in prange(T):
-        _prelu_blocks(x, r, slope, out, g, t * nb // T, (t + 1) * nb // T)
+def f32_blocked_prelu_mt(x, r, slope, out, g, work):
+    """``f32_blocked_prelu`` over work[1] workers taking (block, pixel span) items from the shared
+    counter work[0] (see blocked.work_counter)."""
+    P = g[2]
+    spans = (P + PRELU_ITEM_PIXELS - 1) // PRELU_ITEM_PIXELS
+    total = g[0] * g[1] * spans
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < total:
+            b = it // spans
+            p0 = (it - b * spans) * PRELU_ITEM_PIXELS
+            _prelu_span(x, r, slope, out, g, b, p0, min(p0 + PRELU_ITEM_PIXELS, P))
+            it = fetch_add(work, 0, 1)
 
 
 @kernel

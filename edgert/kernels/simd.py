@@ -306,6 +306,22 @@ def vmul(typingctx, a, b):
     return f32v(a, b), codegen
 
 
+@intrinsic
+def fetch_add(typingctx, a, i, v):
+    """Atomically a[i] += v, returning the old value (int64 arrays; sequentially consistent): the
+    shared work counter of ``_mt`` kernels, so a worker whose core is busy or slower takes fewer
+    items instead of holding up the parallel region (numba's prange splits iterations statically)."""
+    if not (isinstance(a, types.Array) and a.dtype == types.int64 and a.ndim == 1 and a.layout == "C"
+            and a.mutable and isinstance(i, types.Integer) and isinstance(v, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        return builder.atomic_rmw("add", ptr, context.cast(builder, args[2], sig.args[2], types.int64), "seq_cst")
+
+    return types.int64(a, i, v), codegen
+
+
 @inline
 def vload_row(x, xo, c, n):
     """Lanes x[xo + c + l] of a row of n elements starting at x[xo], zero outside the row: a plain

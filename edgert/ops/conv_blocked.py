@@ -24,6 +24,12 @@ def _threads(ctx, macs, items, min_macs):
     return ctx.threads if ctx.threads > 1 and macs >= min_macs and items > 1 else 1
 
 
+def _mt_args(T):
+    """The extra argument of a blocked _mt kernel: its shared work counter (kernels/blocked.py)."""
+    from ..kernels import blocked as KB
+    return (KB.work_counter(T),) if T > 1 else ()
+
+
 def _bias(node, ins, ctx, M):
     from ..kernels import blocked as KB
     b = ctx.const(node.inputs[2]).reshape(-1) if len(node.inputs) > 2 and node.inputs[2] else None
@@ -47,9 +53,9 @@ def prepare_blocked(opdef, node, attrs, ins, outs, ctx, parallel_min_macs, dw_pa
         g = np.array([N, CBo, H, W, OH, OW, kh, kw, sh, sw, pt, pl], np.int64)
         wp = KB.pack_dwconv(w, C)
         T = _threads(ctx, macs, N * CBo * OH, dw_parallel_min_macs)
-        name = "f32_blocked_dwconv" + ("_mt" if T > 1 else "")
+        name, mt = "f32_blocked_dwconv" + ("_mt" if T > 1 else ""), _mt_args(T)
         return Prepared(name, getattr(KB, name),
-                        lambda i, o, s: (flat(i[0]), wp, bias, flat(o[0]), g, *act),
+                        lambda i, o, s: (flat(i[0]), wp, bias, flat(o[0]), g, *act, *mt),
                         packed={"weight": wp, "bias": bias, "geometry": g},
                         reason=f"depthwise {kh}x{kw} stride {sh}x{sw}, blocked by {vw} channels: {C} channels "
                                f"on {OH}x{OW}, one vector per pixel, {T} thread{'s' if T > 1 else ''}")
@@ -59,10 +65,10 @@ def prepare_blocked(opdef, node, attrs, ins, outs, ctx, parallel_min_macs, dw_pa
         g = KB.conv1x1_geometry(N, C, M, P, residual)  # with C: the last block's pad lanes are skipped
         wp = KB.pack_conv1x1(w.reshape(M, C))
         T = _threads(ctx, macs, N * CBo * P, parallel_min_macs)
-        name = "f32_blocked_conv1x1" + ("_mt" if T > 1 else "")
+        name, mt = "f32_blocked_conv1x1" + ("_mt" if T > 1 else ""), _mt_args(T)
         return Prepared(name, getattr(KB, name),
                         lambda i, o, s: (flat(i[0]), wp, bias, flat(i[3]) if residual else _DUMMY, flat(o[0]), g,
-                                         *act),
+                                         *act, *mt),
                         packed={"weight": wp, "bias": bias, "geometry": g},
                         reason=f"1x1 stride 1, blocked by {vw} channels: {C} -> {M} channels on {H}x{W}, weights "
                                f"as vectors times broadcast inputs (read in place)"
@@ -72,8 +78,8 @@ def prepare_blocked(opdef, node, attrs, ins, outs, ctx, parallel_min_macs, dw_pa
     g = np.array([N, C, CBo, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, int(in_blocked)], np.int64)
     wp = KB.pack_conv(w, int(in_blocked))
     T = _threads(ctx, macs, N * CBo * OH, parallel_min_macs)
-    name = "f32_blocked_conv" + ("_mt" if T > 1 else "")
-    return Prepared(name, getattr(KB, name), lambda i, o, s: (flat(i[0]), wp, bias, flat(o[0]), g, *act),
+    name, mt = "f32_blocked_conv" + ("_mt" if T > 1 else ""), _mt_args(T)
+    return Prepared(name, getattr(KB, name), lambda i, o, s: (flat(i[0]), wp, bias, flat(o[0]), g, *act, *mt),
                     packed={"weight": wp, "bias": bias, "geometry": g},
                     reason=f"{kh}x{kw} stride {sh}x{sw} direct convolution into blocks of {vw} channels, "
                            f"{'blocked' if in_blocked else 'plain NCHW'} input, {C} -> {M} channels, "

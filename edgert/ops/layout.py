@@ -20,7 +20,8 @@ def _reorder_prepared(name, N, C, P, ctx, what):
     g = np.array([N, C, P], np.int64)
     T = ctx.threads if ctx.threads > 1 and N * C * P >= PARALLEL_MIN_ELEMENTS else 1
     kname = name + ("_mt" if T > 1 else "")
-    return Prepared(kname, getattr(KB, kname), lambda i, o, s: (flat(i[0]), flat(o[0]), g),
+    mt = (KB.work_counter(T),) if T > 1 else ()
+    return Prepared(kname, getattr(KB, kname), lambda i, o, s: (flat(i[0]), flat(o[0]), g, *mt),
                     packed={"geometry": g}, reason=f"{what}: {N * C} planes of {P} pixels, "
                                                    f"{T} thread{'s' if T > 1 else ''}")
 

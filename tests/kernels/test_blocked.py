@@ -61,6 +61,12 @@ def check_blocked(out, N, C, H, W, want, what):
     assert_close(B.from_blocked_np(out, N, C, H, W), want, what=what)
 
 
+def mt_args(mt):
+    """The _mt kernels' shared work counter; 3 workers (more than this machine's 2 threads: a worker
+    numba does not run must leave its items to the others, never skip them)."""
+    return (B.work_counter(3),) if mt else ()
+
+
 def randn(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
@@ -70,10 +76,10 @@ def check_reorder(N, C, H, W, mt, seed):
     x = randn(np.random.default_rng(seed), N, C, H, W)
     g = np.array([N, C, H * W], np.int64)
     out = np.full(B.blocked_floats(N, C, H, W), np.nan, np.float32)
-    (B.f32_to_blocked_mt if mt else B.f32_to_blocked)(x.reshape(-1), out, g)
+    (B.f32_to_blocked_mt if mt else B.f32_to_blocked)(x.reshape(-1), out, g, *mt_args(mt))
     np.testing.assert_array_equal(out, B.to_blocked_np(x))
     back = np.full(x.size, np.nan, np.float32)
-    (B.f32_from_blocked_mt if mt else B.f32_from_blocked)(blocked_in(x), back, g)
+    (B.f32_from_blocked_mt if mt else B.f32_from_blocked)(blocked_in(x), back, g, *mt_args(mt))
     np.testing.assert_array_equal(back.reshape(x.shape), x)
 
 
@@ -118,7 +124,8 @@ def check_conv1x1(N, K, M, H, W, act, res, mt, seed, garbage=True, bias=True, in
     if in_place:  # the residual's buffer is the output
         out = rb
     kern = B.f32_blocked_conv1x1_mt if mt else B.f32_blocked_conv1x1
-    kern(blocked_in(x, garbage), B.pack_conv1x1(w[:, :, 0, 0]), B.pad_bias(b, M), rb, out, g, *act_args(act))
+    kern(blocked_in(x, garbage), B.pack_conv1x1(w[:, :, 0, 0]), B.pad_bias(b, M), rb, out, g, *act_args(act),
+         *mt_args(mt))
     check_blocked(out, N, M, H, W, want, f"conv1x1 {N}x{K}->{M} {H}x{W} {act} res={res} mt={mt} in_place={in_place}")
 
 
@@ -155,7 +162,7 @@ def check_dwconv(N, C, H, W, k, s, pads, act, mt, seed):
     g = np.array([N, -(-C // VW), H, W, OH, OW, k, k, s, s, pads[0], pads[1]], np.int64)
     out = blocked_out(N, C, OH, OW)
     kern = B.f32_blocked_dwconv_mt if mt else B.f32_blocked_dwconv
-    kern(blocked_in(x), B.pack_dwconv(w, C), B.pad_bias(b, C), out, g, *act_args(act))
+    kern(blocked_in(x), B.pack_dwconv(w, C), B.pad_bias(b, C), out, g, *act_args(act), *mt_args(mt))
     check_blocked(out, N, C, OH, OW, want, f"dwconv {C}x{H}x{W} k{k} s{s} pads {pads} {act} mt={mt}")
 
 
@@ -188,7 +195,7 @@ def check_conv(N, C, M, H, W, k, s, pads, d, inb, act, mt, seed):
     out = blocked_out(N, M, OH, OW)
     kern = B.f32_blocked_conv_mt if mt else B.f32_blocked_conv
     xin = blocked_in(x) if inb else x.reshape(-1)
-    kern(xin, B.pack_conv(w, inb), B.pad_bias(b, M), out, g, *act_args(act))
+    kern(xin, B.pack_conv(w, inb), B.pad_bias(b, M), out, g, *act_args(act), *mt_args(mt))
     check_blocked(out, N, M, OH, OW, want, f"conv {C}->{M} {H}x{W} k{k} s{s} d{d} pads {pads} in_blocked={inb} "
                                            f"{act} mt={mt}")
 

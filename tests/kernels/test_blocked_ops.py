@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgert.kernels import blocked_ops as K
-from edgert.kernels.blocked import from_blocked_np, to_blocked_np
+from edgert.kernels.blocked import from_blocked_np, to_blocked_np, work_counter
 from edgert.kernels.simd import VW
 from edgert.ops import REGISTRY
 from tests.helpers import assert_close
@@ -61,7 +61,8 @@ def test_pad_channels(C, extra, P, seed):
 
 @pytest.mark.arm
 @settings(max_examples=20, deadline=None)
-@given(C=CHANNELS, P=st.integers(1, 40), residual=st.booleans(), seed=st.integers(0, 99))
+@given(C=CHANNELS, P=st.sampled_from([1, 7, 40, K.PRELU_ITEM_PIXELS + 3]), residual=st.booleans(),
+       seed=st.integers(0, 99))
 def test_prelu(C, P, residual, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, C, 1, P)).astype(np.float32)
@@ -77,6 +78,9 @@ def test_prelu(C, P, residual, seed):
     g = np.array([2, CB, P, int(residual)], np.int64)
     K.f32_blocked_prelu(_blocked_with_garbage(x, seed), rb, s, out, g)
     np.testing.assert_array_equal(from_blocked_np(out, 2, C, 1, P), want)
+    mt = np.zeros_like(out)
+    K.f32_blocked_prelu_mt(_blocked_with_garbage(x, seed), rb, s, mt, g, work_counter(3))
+    np.testing.assert_array_equal(mt, out)
     assert np.isfinite(out.reshape(2, CB, P, VW)[:, -1, :, C - (CB - 1) * VW:]).all()
 
 
