@@ -118,8 +118,29 @@ def test_nchw_mode_and_lone_nodes_stay_plain():
     g = b.finish()
     plan = _layout(g, "auto")
     assert not plan.kinds and plan.reorders == 0  # one blockable node alone would only add reorders
+    assert "no neighbour" in plan.why_plain[g.nodes[0].name]
+    assert "no neighbour" in Session(g).describe()["nodes"][0]["reason"]  # what inspect prints
     forced = _layout(g, "blocked")
     assert list(forced.kinds) == [g.nodes[0].name] and forced.reorders == 2
+
+
+def test_a_region_that_needs_too_many_reorders_stays_nchw():
+    """Two blockable nodes between plain ones (a Softmax feeds both: one ToBlocked, one FromBlocked)."""
+    rng = np.random.default_rng(0)
+    b = GraphBuilder()
+    x = b.add_input("x", (1, 8, 9, 9))
+    s = b.unique("soft")
+    b.add_node("Softmax", [x], [s], {"axis": 1})
+    y = _conv(b, rng, s, 8, 8, k=3, group=8)
+    z = b.unique("sum")
+    b.add_node("Add", [y, s], [z], {"activation": "none", "act_a": 0.0, "act_b": 0.0})
+    b.add_node("Softmax", [z], ["out"], {"axis": 1})
+    b.add_output("out")
+    g = b.finish()
+    plan = _layout(g, "auto")
+    assert not plan.kinds
+    assert all("would need 2 reorders" in plan.why_plain[n.name] for n in g.nodes if n.op in ("Conv", "Add"))
+    assert len(_layout(g, "blocked").kinds) == 2
 
 
 def test_unknown_layout_is_a_clear_error():

@@ -135,6 +135,7 @@ class LayoutPlan:
     kinds: dict = field(default_factory=dict)  # node name -> blocked kind, for nodes that run blocked
     reorders: int = 0
     block: int = 0  # channels per block (the vector width) when any tensor is blocked
+    why_plain: dict = field(default_factory=dict)  # node name -> why a node that could run blocked does not
 
 
 # A region (nodes connected through blocked tensors) stays blocked when it has at least this many
@@ -142,8 +143,9 @@ class LayoutPlan:
 NODES_PER_REORDER = 3
 
 
-def _worth_it(run_blocked, kind, inferred, producer, readers, outputs) -> set:
-    """The nodes of the regions that pay for their reorders (NODES_PER_REORDER)."""
+def _worth_it(run_blocked, kind, inferred, producer, readers, outputs, why_plain) -> set:
+    """The nodes of the regions that pay for their reorders (NODES_PER_REORDER); why the others
+    stay NCHW goes into ``why_plain``."""
     region = {n: n for n in run_blocked}
 
     def find(n):
@@ -175,6 +177,11 @@ def _worth_it(run_blocked, kind, inferred, producer, readers, outputs) -> set:
         if k not in EXIT_KINDS and (out in outputs or any(x.name not in run_blocked for x in readers.get(out, []))):
             reorders[r] = reorders.get(r, 0) + 1
     keep = {r for r in nodes if nodes[r] >= NODES_PER_REORDER * reorders.get(r, 0)}
+    for n in run_blocked:
+        r = find(n)
+        if r not in keep:
+            why_plain[n] = (f"its channel-blocked region of {nodes[r]} nodes would need {reorders[r]} reorders "
+                            f"(blocked from {NODES_PER_REORDER} nodes per reorder)")
     return {n for n in run_blocked if find(n) in keep}
 
 
@@ -199,7 +206,7 @@ def plan_layout(graph, inferred, mode: str, vw: int, file=None) -> LayoutPlan:
         for name in node.inputs:
             if name:
                 readers.setdefault(name, []).append(node)
-    run_blocked = set()
+    run_blocked, why_plain = set(), {}
     for node, *_ in inferred:
         k = kind.get(node.name)
         if k is None:
@@ -209,8 +216,11 @@ def plan_layout(graph, inferred, mode: str, vw: int, file=None) -> LayoutPlan:
         if (mode == "blocked" and k not in EXIT_KINDS) or any(p is not None and p.name in kind for p in ups) or \
                 any(r.name in kind and kind[r.name] not in EXIT_KINDS for r in downs):
             run_blocked.add(node.name)
+        else:
+            why_plain[node.name] = "no neighbour can run channel-blocked (two reorders would cost more than it saves)"
     if mode == "auto":
-        run_blocked = _worth_it(run_blocked, kind, inferred, producer, readers, set(graph.outputs))
+        run_blocked = _worth_it(run_blocked, kind, inferred, producer, readers, set(graph.outputs), why_plain)
+    plain.why_plain = why_plain
     if not run_blocked:
         return plain
 
@@ -264,4 +274,4 @@ def plan_layout(graph, inferred, mode: str, vw: int, file=None) -> LayoutPlan:
             from_node = Node(f"{out}#from_blocked", "FromBlocked", [b_out], [out],
                              {"channels": int(graph.tensors[out].shape[1])})
             steps.append((from_node, from_op, from_op.resolve_attrs(from_node), [logical[b_out]]))
-    return LayoutPlan(steps, tensors, logical, blocked, {n: kind[n] for n in run_blocked}, reorders, vw)
+    return LayoutPlan(steps, tensors, logical, blocked, {n: kind[n] for n in run_blocked}, reorders, vw, why_plain)

@@ -185,7 +185,8 @@ class Session:
             if p.prepared is None:
                 info.update(kernel="view", reason="output reuses the input's bytes (no copy)")
             else:
-                info.update(kernel=p.prepared.kernel, reason=p.prepared.reason,
+                why_plain = self.plan.layout.why_plain.get(p.node.name)
+                info.update(kernel=p.prepared.kernel, reason=p.prepared.reason + (f"; NCHW: {why_plain}" if why_plain else ""),
                             packed_bytes=p.prepared.persistent_bytes, compiled=next(compiled))
                 k = p.opdef.inplace
                 if (k is not None and len(p.node.inputs) > k and p.node.inputs[k]
