@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.act import act_args
+from ..runtime.layout import blocked_kind
 from .common import flat
 
 _DUMMY = np.zeros(1, np.float32)
@@ -49,7 +50,8 @@ def prepare_blocked(opdef, node, attrs, ins, outs, ctx, parallel_min_macs, dw_pa
     CBo = -(-M // vw)
     macs = outs[0].size * Cg * kh * kw
     (sh, sw), (pt, pl, _, _), (dh, dw) = attrs["strides"], attrs["pads"], attrs["dilations"]
-    if attrs["group"] == C and Cg == 1 and M == C and C > 1:
+    kind = blocked_kind(node, attrs, ins, ctx.graph)  # the planner's own test: 'dwconv', 'conv1x1' or 'conv'
+    if kind == "dwconv":
         g = np.array([N, CBo, H, W, OH, OW, kh, kw, sh, sw, pt, pl], np.int64)
         wp = KB.pack_dwconv(w, C)
         T = _threads(ctx, macs, N * CBo * OH, dw_parallel_min_macs)
@@ -60,7 +62,7 @@ def prepare_blocked(opdef, node, attrs, ins, outs, ctx, parallel_min_macs, dw_pa
                         reason=f"depthwise {kh}x{kw} stride {sh}x{sw}, blocked by {vw} channels: {C} channels "
                                f"on {OH}x{OW}, one vector per pixel, {T} thread{'s' if T > 1 else ''}")
     P = H * W
-    if kh == kw == 1 and attrs["strides"] == [1, 1] and not any(attrs["pads"]):
+    if kind == "conv1x1":
         residual = len(node.inputs) > 3 and bool(node.inputs[3])
         g = KB.conv1x1_geometry(N, C, M, P, residual)  # with C: the last block's pad lanes are skipped
         wp = KB.pack_conv1x1(w.reshape(M, C))

@@ -34,8 +34,7 @@ class MemoryPlan:
     lower_bound: int
     strategy: str = ""
     notes: dict = field(default_factory=dict)
-    tensors: dict = field(default_factory=dict)  # name -> physical TensorInfo (set by prepare_graph)
-    layout: object = None  # runtime.layout.LayoutPlan (set by prepare_graph)
+    layout: object = None  # runtime.layout.LayoutPlan, with every buffer's TensorInfo (set by prepare_graph)
 
     def offset_of(self, name: str) -> int:
         return self._index[name].offset

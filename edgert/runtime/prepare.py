@@ -86,8 +86,8 @@ def layout_mode(options) -> str:
 
 def prepare_graph(graph: Graph, threads: int = 1, file=None, options=None):
     """Infer, choose the layout, prepare every node, and plan memory. Returns (prepared nodes, plan,
-    tensor->buffer map); ``plan.tensors`` holds every buffer's physical TensorInfo (blocked tensors
-    are 5-D, see runtime/layout.py) and ``plan.layout`` the layout decisions."""
+    tensor->buffer map); ``plan.layout`` holds the layout decisions and every buffer's physical
+    TensorInfo (``plan.layout.tensors``; blocked tensors are 5-D, see runtime/layout.py)."""
     from ..kernels.simd import VW
     inferred = infer_graph(graph, file=file)
     layout = plan_layout(graph, inferred, layout_mode(options), VW, file=file)
@@ -128,7 +128,7 @@ def prepare_graph(graph: Graph, threads: int = 1, file=None, options=None):
                 groups.union(src, node.outputs[0])
     buffers = _tensor_buffers(graph, tensors, groups, steps, n_steps) + scratch_buffers
     plan = plan_memory(buffers)
-    plan.tensors, plan.layout = tensors, layout
+    plan.layout = layout
     return prepared_nodes, plan, groups
 
 

@@ -77,7 +77,7 @@ class Session:
             return self._views[name]
         if name in self.graph.consts:
             return self.graph.const_value(name)
-        info = self.plan.tensors.get(name) or self.graph.tensors[name]  # blocked tensors: 5-D physical shape
+        info = self.plan.layout.tensors[name]  # blocked tensors: their 5-D physical shape
         offset = self._base + self.plan.offset_of(self._groups.find(name))
         dtype = DTYPES[info.dtype].newbyteorder("=")
         view = self._arena[offset:offset + info.nbytes].view(dtype).reshape(info.shape)
@@ -86,8 +86,7 @@ class Session:
 
     def tensor_info(self, name: str):
         """The logical (NCHW) TensorInfo of any tensor the session computes, reorder copies included."""
-        layout = self.plan.layout
-        return layout.logical[name] if layout is not None and name in layout.logical else self.graph.tensors[name]
+        return self.plan.layout.logical[name]
 
     def _scratch(self, pnode, k):
         shape, dtype = pnode.prepared.scratch[k]
@@ -193,7 +192,7 @@ class Session:
                         and p.node.inputs[k] not in self.graph.consts
                         and self._groups.find(p.node.inputs[k]) == self._groups.find(p.node.outputs[0])):
                     # The planner put the output over the input: one buffer of this size never allocated.
-                    info["in_place_bytes"] = int(self.plan.tensors[p.node.outputs[0]].nbytes)
+                    info["in_place_bytes"] = int(self.plan.layout.tensors[p.node.outputs[0]].nbytes)
             nodes.append(info)
         weights = sum(v.nbytes for v in self.graph.consts.values())
         return {
