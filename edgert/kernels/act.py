@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ._jit import inline, kernel
+from .simd import vclamp, vrelu
 
 NONE, RELU, CLIP, SIGMOID, HARDSIGMOID, HARDSWISH, TANH, LEAKYRELU = range(8)
 CODES = {"none": NONE, "relu": RELU, "clip": CLIP, "sigmoid": SIGMOID, "hardsigmoid": HARDSIGMOID,
@@ -40,6 +41,17 @@ def apply_act(v, code, a, b):
         return math.tanh(v)
     if code == LEAKYRELU:
         return v if v >= 0.0 else a * v
+    return v
+
+
+@inline
+def vact(v, code, a, b):
+    """A SIMD vector through relu or clip in registers (kernels with a register epilogue); other
+    codes leave it as is, for a scalar pass with apply_act after the store."""
+    if code == RELU:
+        return vrelu(v)
+    if code == CLIP:
+        return vclamp(v, a, b)
     return v
 
 

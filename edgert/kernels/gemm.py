@@ -35,9 +35,9 @@ import numpy as np
 
 from . import im2col
 from ._jit import inline, kernel, prange
-from .act import CLIP, RELU, apply_act
+from .act import CLIP, apply_act, vact
 from .im2col import NR, pack_im2col, pack_rows
-from .simd import VW, vadd, vbroadcast, vbroadcast_at, vclamp, vfma, vload, vrelu, vstore
+from .simd import VW, vadd, vbroadcast, vbroadcast_at, vfma, vload, vstore
 
 MR = 8
 PANEL_GROUP_BYTES = 48 * 1024  # packed B per work item: stays in L1/L2 while every row block reads it
@@ -63,14 +63,8 @@ def scratch_floats(K: int, pgroup: int = 1) -> int:
 @inline
 def _store2(y, o, v0, v1, code, p, q):
     """y[o:o+NR] = v0 ++ v1 with relu or clip applied in registers (other activations: _act_rows)."""
-    if code == RELU:
-        v0 = vrelu(v0)
-        v1 = vrelu(v1)
-    elif code == CLIP:
-        v0 = vclamp(v0, p, q)
-        v1 = vclamp(v1, p, q)
-    vstore(y, o, v0)
-    vstore(y, o + VW, v1)
+    vstore(y, o, vact(v0, code, p, q))
+    vstore(y, o + VW, vact(v1, code, p, q))
 
 
 # Helpers below are compiled once and called (not inlined), which keeps compile times short. Callers

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import inline, kernel, prange
-from .act import CLIP, NONE, RELU, apply_act
-from .simd import VW, vadd, vbroadcast, vbroadcast_at, vclamp, vfma, vload, vload_window, vrelu, vstore, vstore_n
+from .act import CLIP, NONE, RELU, apply_act, vact
+from .simd import VW, vadd, vbroadcast, vbroadcast_at, vfma, vload, vload_window, vstore, vstore_n
 
 TILE_V = 4  # vectors per register tile (16 registers on AVX-512/NEON: 4 accumulators + loads)
 TILE = TILE_V * VW  # pixels per tile
@@ -40,15 +40,6 @@ def chunks(n_pixels: int, n_rows: int, threads: int) -> tuple:
     pc = max(1, min(tiles, want))
     mc = max(1, min(n_rows, -(-want // pc)))
     return pc, mc
-
-
-@inline
-def _act_vec(v, code, a, b):
-    if code == RELU:
-        return vrelu(v)
-    if code == CLIP:
-        return vclamp(v, a, b)
-    return v
 
 
 @inline
@@ -111,10 +102,10 @@ def _block(x, xo, values, offs, rowptr, bias, res, has_res, out, oo, m0, m1, p0,
                 acc2 = vfma(w, vload(x, src + 2 * VW), acc2)
                 acc3 = vfma(w, vload(x, src + 3 * VW), acc3)
             if vec_act:
-                acc0 = _act_vec(acc0, code, a, b)
-                acc1 = _act_vec(acc1, code, a, b)
-                acc2 = _act_vec(acc2, code, a, b)
-                acc3 = _act_vec(acc3, code, a, b)
+                acc0 = vact(acc0, code, a, b)
+                acc1 = vact(acc1, code, a, b)
+                acc2 = vact(acc2, code, a, b)
+                acc3 = vact(acc3, code, a, b)
             vstore(out, ob + p, acc0)
             vstore(out, ob + p + VW, acc1)
             vstore(out, ob + p + 2 * VW, acc2)
@@ -142,10 +133,10 @@ def _block(x, xo, values, offs, rowptr, bias, res, has_res, out, oo, m0, m1, p0,
                 acc2 = vfma(w, vload_window(x, src, 2 * VW, r), acc2)
                 acc3 = vfma(w, vload_window(x, src, 3 * VW, r), acc3)
             if vec_act:
-                acc0 = _act_vec(acc0, code, a, b)
-                acc1 = _act_vec(acc1, code, a, b)
-                acc2 = _act_vec(acc2, code, a, b)
-                acc3 = _act_vec(acc3, code, a, b)
+                acc0 = vact(acc0, code, a, b)
+                acc1 = vact(acc1, code, a, b)
+                acc2 = vact(acc2, code, a, b)
+                acc3 = vact(acc3, code, a, b)
             vstore(out, ob + p, acc0)
             vstore_n(out, ob + p + VW, acc1, min(VW, r - VW))
             if r > 2 * VW:
@@ -176,7 +167,7 @@ def _block(x, xo, values, offs, rowptr, bias, res, has_res, out, oo, m0, m1, p0,
                 p += n
                 continue
             if vec_act:
-                acc = _act_vec(acc, code, a, b)
+                acc = vact(acc, code, a, b)
             if n == VW:
                 vstore(out, ob + p, acc)
             else:
