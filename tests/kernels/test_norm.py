@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from edgert.ops import REGISTRY
@@ -35,11 +35,20 @@ def test_group_norm_matches_reference(case, act):
 @given(case=norm_case(shifts=(0.0,)))
 def test_instance_norm_reference_matches_onnx(case):
     x, scale, bias, _ = case
+    assume(_peer_stats_hold(x, x.shape[1]))
     C = x.shape[1]
     want = REGISTRY["GroupNorm"].reference({**REGISTRY["GroupNorm"].attrs, "groups": C, "epsilon": 1e-5}, x, scale,
                                            bias)[0]
     assert_close(want, onnx_reference("InstanceNormalization", [x, scale, bias], {"epsilon": 1e-5})[0],
                  rtol=1e-4, atol=1e-4, what="InstanceNorm vs onnx")
+
+
+def _peer_stats_hold(x, groups):
+    """onnx's evaluator takes the variance as E[x^2] - E[x]^2 in float32, which loses log10(E[x^2] /
+    var) of float32's ~7 digits: a group of two close values (var 6e-5, E[x^2] 1.1) came out 2e-3
+    off. Compare only groups where that leaves at least 5 digits."""
+    g = x.astype(np.float64).reshape(x.shape[0], groups, -1)
+    return bool(np.all(g.var(axis=-1) >= 1e-2 * (g ** 2).mean(axis=-1)))
 
 
 # onnx's evaluator computes these statistics in float32: compare semantics on zero-mean data only
@@ -48,6 +57,7 @@ def test_instance_norm_reference_matches_onnx(case):
 @given(case=norm_case(shifts=(0.0,)))
 def test_group_norm_reference_matches_onnx(case):
     x, scale, bias, groups = case
+    assume(_peer_stats_hold(x, groups))
     want = REGISTRY["GroupNorm"].reference({**REGISTRY["GroupNorm"].attrs, "groups": groups, "epsilon": 1e-5}, x,
                                            scale, bias)[0]
     peer = onnx_reference("GroupNormalization", [x, scale, bias], {"epsilon": 1e-5, "num_groups": groups},
