@@ -56,7 +56,7 @@ import numpy as np
 
 from ._jit import inline, kernel, prange
 from .act import CLIP, RELU, apply_act, vact
-from .simd import VW, fetch_add, vadd, vbroadcast, vbroadcast_at, vclamp, vfence, vfma, vload, vmul, vstore
+from .simd import VW, fetch_add, vadd, vbroadcast, vbroadcast_at, vclamp, vfence, vfma, vload, vmul, vrelu, vstore
 
 # Geometry fields.
 C1_N, C1_CBI, C1_CBO, C1_P, C1_RES, C1_K = range(6)
@@ -66,6 +66,27 @@ C1_N, C1_CBI, C1_CBO, C1_P, C1_RES, C1_K = range(6)
 
 C1_CHUNK_FLOATS = 8192  # input floats of one pixel chunk of the 1x1 conv (32 KiB: L1)
 MT_ITEMS = 16  # the _mt kernels cut work into at least this many items where the shape allows
+
+
+# The fused-activation code of PRelu with a per-channel slope (after act.py's codes): the conv tiles
+# read the slope vector stored right after the bias (``pack_prelu_bias``); nothing else takes it.
+PRELU = 8
+
+
+@inline
+def vprelu(v, neg_slope):
+    """PRelu of a vector as relu(v) - slope * relu(-v), given -slope: exact for v >= 0 and v < 0
+    alike; NaN stays NaN and infinities match numpy's where(v < 0, slope * v, v)."""
+    return vfma(neg_slope, vrelu(vmul(v, vbroadcast(-1.0))), vrelu(v))
+
+
+@inline
+def _fin(v, code, p, q, bias, bo):
+    """An output vector of block bias[bo:bo+VW] through its fused activation in registers: relu or
+    clip (act.vact), or PRelu with the slope vector at bias[len/2 + bo] (pack_prelu_bias)."""
+    if code == PRELU:
+        return vprelu(v, vmul(vload(bias, (bias.size >> 1) + bo), vbroadcast(-1.0)))
+    return vact(v, code, p, q)
 
 
 @kernel
@@ -173,36 +194,36 @@ def _c1_4x6(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, 
         a2_5 = vadd(a2_5, vload(r, oo + 2 * OBS + 5 * VW))
         a3_5 = vadd(a3_5, vload(r, oo + 3 * OBS + 5 * VW))
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
-        vstore(out, oo + 2 * OBS + 0 * VW, vact(a2_0, code, p, q))
-        vstore(out, oo + 3 * OBS + 0 * VW, vact(a3_0, code, p, q))
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q, bias, bo + 3 * VW))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
-        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
-        vstore(out, oo + 2 * OBS + 1 * VW, vact(a2_1, code, p, q))
-        vstore(out, oo + 3 * OBS + 1 * VW, vact(a3_1, code, p, q))
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 1 * VW, _fin(a2_1, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 1 * VW, _fin(a3_1, code, p, q, bias, bo + 3 * VW))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
-        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
-        vstore(out, oo + 2 * OBS + 2 * VW, vact(a2_2, code, p, q))
-        vstore(out, oo + 3 * OBS + 2 * VW, vact(a3_2, code, p, q))
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 2 * VW, _fin(a2_2, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 2 * VW, _fin(a3_2, code, p, q, bias, bo + 3 * VW))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
-        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
-        vstore(out, oo + 2 * OBS + 3 * VW, vact(a2_3, code, p, q))
-        vstore(out, oo + 3 * OBS + 3 * VW, vact(a3_3, code, p, q))
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 3 * VW, _fin(a2_3, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 3 * VW, _fin(a3_3, code, p, q, bias, bo + 3 * VW))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
-        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
-        vstore(out, oo + 2 * OBS + 4 * VW, vact(a2_4, code, p, q))
-        vstore(out, oo + 3 * OBS + 4 * VW, vact(a3_4, code, p, q))
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 4 * VW, _fin(a2_4, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 4 * VW, _fin(a3_4, code, p, q, bias, bo + 3 * VW))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
-        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
-        vstore(out, oo + 2 * OBS + 5 * VW, vact(a2_5, code, p, q))
-        vstore(out, oo + 3 * OBS + 5 * VW, vact(a3_5, code, p, q))
-    if code > CLIP:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 5 * VW, _fin(a2_5, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 5 * VW, _fin(a3_5, code, p, q, bias, bo + 3 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
@@ -307,42 +328,42 @@ def _c1_2x12(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS,
         a0_11 = vadd(a0_11, vload(r, oo + 0 * OBS + 11 * VW))
         a1_11 = vadd(a1_11, vload(r, oo + 1 * OBS + 11 * VW))
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
-        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
-        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
-        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
-        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
-        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
-        vstore(out, oo + 1 * OBS + 6 * VW, vact(a1_6, code, p, q))
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 6 * VW, _fin(a1_6, code, p, q, bias, bo + 1 * VW))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
-        vstore(out, oo + 1 * OBS + 7 * VW, vact(a1_7, code, p, q))
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 7 * VW, _fin(a1_7, code, p, q, bias, bo + 1 * VW))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
-        vstore(out, oo + 1 * OBS + 8 * VW, vact(a1_8, code, p, q))
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 8 * VW, _fin(a1_8, code, p, q, bias, bo + 1 * VW))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
-        vstore(out, oo + 1 * OBS + 9 * VW, vact(a1_9, code, p, q))
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 9 * VW, _fin(a1_9, code, p, q, bias, bo + 1 * VW))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
-        vstore(out, oo + 1 * OBS + 10 * VW, vact(a1_10, code, p, q))
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 10 * VW, _fin(a1_10, code, p, q, bias, bo + 1 * VW))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
-        vstore(out, oo + 1 * OBS + 11 * VW, vact(a1_11, code, p, q))
-    if code > CLIP:
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 11 * VW, _fin(a1_11, code, p, q, bias, bo + 1 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
@@ -455,54 +476,54 @@ def _c1_1x24(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS,
         a0_22 = vadd(a0_22, vload(r, oo + 0 * OBS + 22 * VW))
         a0_23 = vadd(a0_23, vload(r, oo + 0 * OBS + 23 * VW))
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
     if skip <= 12 and 12 < lim:
-        vstore(out, oo + 0 * OBS + 12 * VW, vact(a0_12, code, p, q))
+        vstore(out, oo + 0 * OBS + 12 * VW, _fin(a0_12, code, p, q, bias, bo + 0 * VW))
     if skip <= 13 and 13 < lim:
-        vstore(out, oo + 0 * OBS + 13 * VW, vact(a0_13, code, p, q))
+        vstore(out, oo + 0 * OBS + 13 * VW, _fin(a0_13, code, p, q, bias, bo + 0 * VW))
     if skip <= 14 and 14 < lim:
-        vstore(out, oo + 0 * OBS + 14 * VW, vact(a0_14, code, p, q))
+        vstore(out, oo + 0 * OBS + 14 * VW, _fin(a0_14, code, p, q, bias, bo + 0 * VW))
     if skip <= 15 and 15 < lim:
-        vstore(out, oo + 0 * OBS + 15 * VW, vact(a0_15, code, p, q))
+        vstore(out, oo + 0 * OBS + 15 * VW, _fin(a0_15, code, p, q, bias, bo + 0 * VW))
     if skip <= 16 and 16 < lim:
-        vstore(out, oo + 0 * OBS + 16 * VW, vact(a0_16, code, p, q))
+        vstore(out, oo + 0 * OBS + 16 * VW, _fin(a0_16, code, p, q, bias, bo + 0 * VW))
     if skip <= 17 and 17 < lim:
-        vstore(out, oo + 0 * OBS + 17 * VW, vact(a0_17, code, p, q))
+        vstore(out, oo + 0 * OBS + 17 * VW, _fin(a0_17, code, p, q, bias, bo + 0 * VW))
     if skip <= 18 and 18 < lim:
-        vstore(out, oo + 0 * OBS + 18 * VW, vact(a0_18, code, p, q))
+        vstore(out, oo + 0 * OBS + 18 * VW, _fin(a0_18, code, p, q, bias, bo + 0 * VW))
     if skip <= 19 and 19 < lim:
-        vstore(out, oo + 0 * OBS + 19 * VW, vact(a0_19, code, p, q))
+        vstore(out, oo + 0 * OBS + 19 * VW, _fin(a0_19, code, p, q, bias, bo + 0 * VW))
     if skip <= 20 and 20 < lim:
-        vstore(out, oo + 0 * OBS + 20 * VW, vact(a0_20, code, p, q))
+        vstore(out, oo + 0 * OBS + 20 * VW, _fin(a0_20, code, p, q, bias, bo + 0 * VW))
     if skip <= 21 and 21 < lim:
-        vstore(out, oo + 0 * OBS + 21 * VW, vact(a0_21, code, p, q))
+        vstore(out, oo + 0 * OBS + 21 * VW, _fin(a0_21, code, p, q, bias, bo + 0 * VW))
     if skip <= 22 and 22 < lim:
-        vstore(out, oo + 0 * OBS + 22 * VW, vact(a0_22, code, p, q))
+        vstore(out, oo + 0 * OBS + 22 * VW, _fin(a0_22, code, p, q, bias, bo + 0 * VW))
     if skip <= 23 and 23 < lim:
-        vstore(out, oo + 0 * OBS + 23 * VW, vact(a0_23, code, p, q))
-    if code > CLIP:
+        vstore(out, oo + 0 * OBS + 23 * VW, _fin(a0_23, code, p, q, bias, bo + 0 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
@@ -562,24 +583,24 @@ def _c1_2x6(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, 
         a0_5 = vadd(a0_5, vload(r, oo + 0 * OBS + 5 * VW))
         a1_5 = vadd(a1_5, vload(r, oo + 1 * OBS + 5 * VW))
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
-        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
-        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
-        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
-        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
-        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
-    if code > CLIP:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
@@ -644,30 +665,30 @@ def _c1_1x12(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS,
         a0_10 = vadd(a0_10, vload(r, oo + 0 * OBS + 10 * VW))
         a0_11 = vadd(a0_11, vload(r, oo + 0 * OBS + 11 * VW))
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
-    if code > CLIP:
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
@@ -701,11 +722,11 @@ def _c1_4x1(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, 
         a1_0 = vadd(a1_0, vload(r, oo + 1 * OBS + 0 * VW))
         a2_0 = vadd(a2_0, vload(r, oo + 2 * OBS + 0 * VW))
         a3_0 = vadd(a3_0, vload(r, oo + 3 * OBS + 0 * VW))
-    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
-    vstore(out, oo + 2 * OBS + 0 * VW, vact(a2_0, code, p, q))
-    vstore(out, oo + 3 * OBS + 0 * VW, vact(a3_0, code, p, q))
-    if code > CLIP:
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+    vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q, bias, bo + 2 * VW))
+    vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q, bias, bo + 3 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
@@ -732,9 +753,9 @@ def _c1_2x1(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, 
     if has_res == 1:
         a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
         a1_0 = vadd(a1_0, vload(r, oo + 1 * OBS + 0 * VW))
-    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
-    if code > CLIP:
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
@@ -754,8 +775,8 @@ def _c1_1x1(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, 
             a0_0 = vfma(s, w0, a0_0)
     if has_res == 1:
         a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
-    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-    if code > CLIP:
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
@@ -839,36 +860,36 @@ def _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     a2_5 = vfma(s, w2, a2_5)
                     a3_5 = vfma(s, w3, a3_5)
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
-        vstore(out, oo + 2 * OBS + 0 * VW, vact(a2_0, code, p, q))
-        vstore(out, oo + 3 * OBS + 0 * VW, vact(a3_0, code, p, q))
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q, bias, bo + 3 * VW))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
-        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
-        vstore(out, oo + 2 * OBS + 1 * VW, vact(a2_1, code, p, q))
-        vstore(out, oo + 3 * OBS + 1 * VW, vact(a3_1, code, p, q))
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 1 * VW, _fin(a2_1, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 1 * VW, _fin(a3_1, code, p, q, bias, bo + 3 * VW))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
-        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
-        vstore(out, oo + 2 * OBS + 2 * VW, vact(a2_2, code, p, q))
-        vstore(out, oo + 3 * OBS + 2 * VW, vact(a3_2, code, p, q))
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 2 * VW, _fin(a2_2, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 2 * VW, _fin(a3_2, code, p, q, bias, bo + 3 * VW))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
-        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
-        vstore(out, oo + 2 * OBS + 3 * VW, vact(a2_3, code, p, q))
-        vstore(out, oo + 3 * OBS + 3 * VW, vact(a3_3, code, p, q))
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 3 * VW, _fin(a2_3, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 3 * VW, _fin(a3_3, code, p, q, bias, bo + 3 * VW))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
-        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
-        vstore(out, oo + 2 * OBS + 4 * VW, vact(a2_4, code, p, q))
-        vstore(out, oo + 3 * OBS + 4 * VW, vact(a3_4, code, p, q))
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 4 * VW, _fin(a2_4, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 4 * VW, _fin(a3_4, code, p, q, bias, bo + 3 * VW))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
-        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
-        vstore(out, oo + 2 * OBS + 5 * VW, vact(a2_5, code, p, q))
-        vstore(out, oo + 3 * OBS + 5 * VW, vact(a3_5, code, p, q))
-    if code > CLIP:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 2 * OBS + 5 * VW, _fin(a2_5, code, p, q, bias, bo + 2 * VW))
+        vstore(out, oo + 3 * OBS + 5 * VW, _fin(a3_5, code, p, q, bias, bo + 3 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
@@ -957,42 +978,42 @@ def _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, W
                     a0_11 = vfma(s, w0, a0_11)
                     a1_11 = vfma(s, w1, a1_11)
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
-        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
-        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
-        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
-        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
-        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
-        vstore(out, oo + 1 * OBS + 6 * VW, vact(a1_6, code, p, q))
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 6 * VW, _fin(a1_6, code, p, q, bias, bo + 1 * VW))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
-        vstore(out, oo + 1 * OBS + 7 * VW, vact(a1_7, code, p, q))
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 7 * VW, _fin(a1_7, code, p, q, bias, bo + 1 * VW))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
-        vstore(out, oo + 1 * OBS + 8 * VW, vact(a1_8, code, p, q))
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 8 * VW, _fin(a1_8, code, p, q, bias, bo + 1 * VW))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
-        vstore(out, oo + 1 * OBS + 9 * VW, vact(a1_9, code, p, q))
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 9 * VW, _fin(a1_9, code, p, q, bias, bo + 1 * VW))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
-        vstore(out, oo + 1 * OBS + 10 * VW, vact(a1_10, code, p, q))
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 10 * VW, _fin(a1_10, code, p, q, bias, bo + 1 * VW))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
-        vstore(out, oo + 1 * OBS + 11 * VW, vact(a1_11, code, p, q))
-    if code > CLIP:
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 11 * VW, _fin(a1_11, code, p, q, bias, bo + 1 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
@@ -1089,54 +1110,54 @@ def _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, W
                     s = vbroadcast_at(x, xk + 23 * d)
                     a0_23 = vfma(s, w0, a0_23)
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
     if skip <= 12 and 12 < lim:
-        vstore(out, oo + 0 * OBS + 12 * VW, vact(a0_12, code, p, q))
+        vstore(out, oo + 0 * OBS + 12 * VW, _fin(a0_12, code, p, q, bias, bo + 0 * VW))
     if skip <= 13 and 13 < lim:
-        vstore(out, oo + 0 * OBS + 13 * VW, vact(a0_13, code, p, q))
+        vstore(out, oo + 0 * OBS + 13 * VW, _fin(a0_13, code, p, q, bias, bo + 0 * VW))
     if skip <= 14 and 14 < lim:
-        vstore(out, oo + 0 * OBS + 14 * VW, vact(a0_14, code, p, q))
+        vstore(out, oo + 0 * OBS + 14 * VW, _fin(a0_14, code, p, q, bias, bo + 0 * VW))
     if skip <= 15 and 15 < lim:
-        vstore(out, oo + 0 * OBS + 15 * VW, vact(a0_15, code, p, q))
+        vstore(out, oo + 0 * OBS + 15 * VW, _fin(a0_15, code, p, q, bias, bo + 0 * VW))
     if skip <= 16 and 16 < lim:
-        vstore(out, oo + 0 * OBS + 16 * VW, vact(a0_16, code, p, q))
+        vstore(out, oo + 0 * OBS + 16 * VW, _fin(a0_16, code, p, q, bias, bo + 0 * VW))
     if skip <= 17 and 17 < lim:
-        vstore(out, oo + 0 * OBS + 17 * VW, vact(a0_17, code, p, q))
+        vstore(out, oo + 0 * OBS + 17 * VW, _fin(a0_17, code, p, q, bias, bo + 0 * VW))
     if skip <= 18 and 18 < lim:
-        vstore(out, oo + 0 * OBS + 18 * VW, vact(a0_18, code, p, q))
+        vstore(out, oo + 0 * OBS + 18 * VW, _fin(a0_18, code, p, q, bias, bo + 0 * VW))
     if skip <= 19 and 19 < lim:
-        vstore(out, oo + 0 * OBS + 19 * VW, vact(a0_19, code, p, q))
+        vstore(out, oo + 0 * OBS + 19 * VW, _fin(a0_19, code, p, q, bias, bo + 0 * VW))
     if skip <= 20 and 20 < lim:
-        vstore(out, oo + 0 * OBS + 20 * VW, vact(a0_20, code, p, q))
+        vstore(out, oo + 0 * OBS + 20 * VW, _fin(a0_20, code, p, q, bias, bo + 0 * VW))
     if skip <= 21 and 21 < lim:
-        vstore(out, oo + 0 * OBS + 21 * VW, vact(a0_21, code, p, q))
+        vstore(out, oo + 0 * OBS + 21 * VW, _fin(a0_21, code, p, q, bias, bo + 0 * VW))
     if skip <= 22 and 22 < lim:
-        vstore(out, oo + 0 * OBS + 22 * VW, vact(a0_22, code, p, q))
+        vstore(out, oo + 0 * OBS + 22 * VW, _fin(a0_22, code, p, q, bias, bo + 0 * VW))
     if skip <= 23 and 23 < lim:
-        vstore(out, oo + 0 * OBS + 23 * VW, vact(a0_23, code, p, q))
-    if code > CLIP:
+        vstore(out, oo + 0 * OBS + 23 * VW, _fin(a0_23, code, p, q, bias, bo + 0 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
@@ -1192,24 +1213,24 @@ def _cv_2x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     a0_5 = vfma(s, w0, a0_5)
                     a1_5 = vfma(s, w1, a1_5)
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
-        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
-        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
-        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
-        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
-        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
-    if code > CLIP:
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
@@ -1270,30 +1291,30 @@ def _cv_1x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, W
                     s = vbroadcast_at(x, xk + 11 * d)
                     a0_11 = vfma(s, w0, a0_11)
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
+        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
+        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
+        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
+        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
+        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
+        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
+        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
+        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
+        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
+        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
-    if code > CLIP:
+        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
@@ -1331,11 +1352,11 @@ def _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     a1_0 = vfma(s, w1, a1_0)
                     a2_0 = vfma(s, w2, a2_0)
                     a3_0 = vfma(s, w3, a3_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
-    vstore(out, oo + 2 * OBS + 0 * VW, vact(a2_0, code, p, q))
-    vstore(out, oo + 3 * OBS + 0 * VW, vact(a3_0, code, p, q))
-    if code > CLIP:
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+    vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q, bias, bo + 2 * VW))
+    vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q, bias, bo + 3 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
@@ -1368,9 +1389,9 @@ def _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     s = vbroadcast_at(x, xk)
                     a0_0 = vfma(s, w0, a0_0)
                     a1_0 = vfma(s, w1, a1_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
-    if code > CLIP:
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
@@ -1397,8 +1418,8 @@ def _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     w0 = vload(w, wk)
                     s = vbroadcast_at(x, xk)
                     a0_0 = vfma(s, w0, a0_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-    if code > CLIP:
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
@@ -1438,11 +1459,11 @@ def _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS
                         a1_0 = vfma(s, w1, a1_0)
                         a2_0 = vfma(s, w2, a2_0)
                         a3_0 = vfma(s, w3, a3_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
-    vstore(out, oo + 2 * OBS + 0 * VW, vact(a2_0, code, p, q))
-    vstore(out, oo + 3 * OBS + 0 * VW, vact(a3_0, code, p, q))
-    if code > CLIP:
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+    vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q, bias, bo + 2 * VW))
+    vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q, bias, bo + 3 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
@@ -1477,9 +1498,9 @@ def _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS
                         s = vbroadcast_at(x, xk)
                         a0_0 = vfma(s, w0, a0_0)
                         a1_0 = vfma(s, w1, a1_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
-    if code > CLIP:
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
@@ -1508,8 +1529,8 @@ def _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS
                         w0 = vload(w, wk)
                         s = vbroadcast_at(x, xk)
                         a0_0 = vfma(s, w0, a0_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
-    if code > CLIP:
+    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
 
 
@@ -2219,6 +2240,14 @@ def from_blocked_np(flat: np.ndarray, N: int, C: int, H: int, W: int, VW: int = 
     return np.ascontiguousarray(b[:, :C])
 
 
+def pack_prelu_bias(bias: np.ndarray, slope, M: int, VW: int = VW) -> np.ndarray:
+    """A padded bias [CBo*VW] (pad_bias) followed by the PRelu slope per output channel, padded alike:
+    what the conv tiles read with the PRELU code. ``slope``: one value or one per channel."""
+    s = np.zeros_like(bias)
+    s[:M] = np.broadcast_to(np.asarray(slope, np.float32).reshape(-1), (M,))
+    return np.concatenate([bias, s])
+
+
 def pad_bias(b, M: int, VW: int = VW) -> np.ndarray:
     """Bias [M] (or None: zeros) -> [ceil(M/VW)*VW] zero padded."""
     out = np.zeros(-(-M // VW) * VW, np.float32)
@@ -2290,8 +2319,8 @@ def _gen_epilogue(OB, PT, ind, res):
             L.append(f"{ind}if skip <= {i} and {i} < lim:")
             pre = ind + "    "
         for j in range(OB):
-            L.append(f"{pre}vstore(out, oo + {j} * OBS + {i} * VW, vact({_gen_acc(j,i)}, code, p, q))")
-    L.append(f"{ind}if code > CLIP:")
+            L.append(f"{pre}vstore(out, oo + {j} * OBS + {i} * VW, _fin({_gen_acc(j,i)}, code, p, q, bias, bo + {j} * VW))")
+    L.append(f"{ind}if CLIP < code < PRELU:")
     for j in range(OB):
         L.append(f"{ind}    _act_span(out, oo + {j} * OBS + skip * VW, (lim - skip) * VW, code, p, q)")
     return L

@@ -5,12 +5,34 @@ squeeze-and-excitation blocks, and the NHWC transpose at detection heads.
 Layout as in ``blocked.py``: [N][CB][P][VW], VW channels of a pixel adjacent. Every one of these is
 a loop over VW lanes per pixel (a fixed trip count: LLVM turns it into one vector operation), so
 a region of blocked convolutions does not have to leave the layout for them.
+
+The ``_mt`` variants take the same arguments plus ``work`` (blocked.work_counter): workers take
+(plane, row span) or block items from the shared counter. On two cores these small passes mostly
+move data the other core's half of the previous conv wrote, so even at ~1x of their 1-thread time
+in parallel they beat a serial pass (1.2-2.6x slower in a 2-thread session than in a 1-thread one).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._jit import inline, kernel, prange
-from .simd import VW, fetch_add, vadd, vbroadcast, vfma, vload, vmul, vrelu, vstore
+from .act import vact
+from .blocked import MT_ITEMS, vprelu
+from .simd import VW, fetch_add, vadd, vbroadcast, vfma, vload, vmul, vstore
+
+# A blocked pass over at least this many output floats runs on the session's threads (its _mt
+# variant): below it (a 6x6x256 map: ~3 us) the parallel region's start costs more than it saves.
+PARALLEL_MIN_FLOATS = 16384
+
+
+def threads_for(threads: int, floats: int) -> tuple:
+    """(kernel name suffix, extra arguments) of a blocked op writing ``floats`` outputs in a session
+    of ``threads``: ('_mt', (work counter,)) or ('', ())."""
+    if threads > 1 and floats >= PARALLEL_MIN_FLOATS:
+        return "_mt", (np.array([0, threads], np.int64),)
+    return "", ()
+
 
 # f32_blocked_maxpool geometry
 (MP_PLANES, MP_H, MP_W, MP_OH, MP_OW, MP_KH, MP_KW, MP_SH, MP_SW, MP_PT, MP_PL, MP_DH, MP_DW) = range(13)
@@ -22,10 +44,14 @@ def _max_nan(a, b):
 
 
 @inline
-def _maxpool_2x2s2(x, out, planes, H, W, OH, OW):
-    # Row slices, so LLVM sees one input and one output row per loop (and vectorises the lanes).
-    for b in range(planes):
-        for oh in range(OH):
+def _maxpool_rows(x, out, g, b, oh0, oh1):
+    """Output rows oh0..oh1-1 of plane b."""
+    H, W, OH, OW = g[MP_H], g[MP_W], g[MP_OH], g[MP_OW]
+    KH, KW, SH, SW, PT, PL, DH, DW = g[MP_KH], g[MP_KW], g[MP_SH], g[MP_SW], g[MP_PT], g[MP_PL], g[MP_DH], g[MP_DW]
+    if KH == KW == SH == SW == 2 and PT == PL == 0 and DH == DW == 1 and 2 * OH <= H and 2 * OW <= W:
+        # BlazeNet's residual pooling: 4 vectors per pixel. Row slices, so LLVM sees one input and one
+        # output row per loop (and vectorises the lanes).
+        for oh in range(oh0, oh1):
             r0 = (b * H + 2 * oh) * W * VW
             top = x[r0:r0 + W * VW]
             bottom = x[r0 + W * VW:r0 + 2 * W * VW]
@@ -34,37 +60,56 @@ def _maxpool_2x2s2(x, out, planes, H, W, OH, OW):
                 for lane in range(VW):
                     i = 2 * ow * VW + lane
                     orow[ow * VW + lane] = _max_nan(_max_nan(top[i], top[i + VW]), _max_nan(bottom[i], bottom[i + VW]))
+        return
+    xo = b * H * W * VW
+    for oh in range(oh0, oh1):
+        for ow in range(OW):
+            o = ((b * OH + oh) * OW + ow) * VW
+            for lane in range(VW):
+                out[o + lane] = -float("inf")
+            for ki in range(KH):
+                ih = oh * SH - PT + ki * DH
+                if ih < 0 or ih >= H:
+                    continue
+                for kj in range(KW):
+                    iw = ow * SW - PL + kj * DW
+                    if iw < 0 or iw >= W:
+                        continue
+                    s = xo + (ih * W + iw) * VW
+                    for lane in range(VW):
+                        v = x[s + lane]
+                        m = out[o + lane]
+                        out[o + lane] = v if (v > m or v != v) else m
+
+
+@inline
+def _row_items(planes, rows):
+    """(row chunks per plane): items for the _mt kernels below, about MT_ITEMS in all."""
+    return max(np.int64(1), min(rows, (MT_ITEMS + planes - 1) // planes))
 
 
 @kernel
 def f32_blocked_maxpool(x, out, g):
     """Max over each window, VW channels at a time; taps outside the input are skipped (ONNX's -inf
     padding) and NaN propagates. g: [N*CB, H, W, OH, OW, KH, KW, SH, SW, PT, PL, DH, DW]."""
-    planes, H, W, OH, OW = g[MP_PLANES], g[MP_H], g[MP_W], g[MP_OH], g[MP_OW]
-    KH, KW, SH, SW, PT, PL, DH, DW = g[MP_KH], g[MP_KW], g[MP_SH], g[MP_SW], g[MP_PT], g[MP_PL], g[MP_DH], g[MP_DW]
-    if KH == KW == SH == SW == 2 and PT == PL == 0 and DH == DW == 1 and 2 * OH <= H and 2 * OW <= W:
-        _maxpool_2x2s2(x, out, planes, H, W, OH, OW)  # BlazeNet's residual pooling: 4 vectors per pixel
-        return
-    for b in range(planes):
-        xo = b * H * W * VW
-        for oh in range(OH):
-            for ow in range(OW):
-                o = ((b * OH + oh) * OW + ow) * VW
-                for lane in range(VW):
-                    out[o + lane] = -float("inf")
-                for ki in range(KH):
-                    ih = oh * SH - PT + ki * DH
-                    if ih < 0 or ih >= H:
-                        continue
-                    for kj in range(KW):
-                        iw = ow * SW - PL + kj * DW
-                        if iw < 0 or iw >= W:
-                            continue
-                        s = xo + (ih * W + iw) * VW
-                        for lane in range(VW):
-                            v = x[s + lane]
-                            m = out[o + lane]
-                            out[o + lane] = v if (v > m or v != v) else m
+    for b in range(g[MP_PLANES]):
+        _maxpool_rows(x, out, g, b, 0, g[MP_OH])
+
+
+@kernel(parallel=True)
+def f32_blocked_maxpool_mt(x, out, g, work):
+    """``f32_blocked_maxpool`` over work[1] workers taking (plane, row chunk) items from the shared
+    counter work[0] (see blocked.work_counter)."""
+    OH = g[MP_OH]
+    nch = _row_items(g[MP_PLANES], OH)
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < g[MP_PLANES] * nch:
+            b = it // nch
+            c = it - b * nch
+            _maxpool_rows(x, out, g, b, c * OH // nch, (c + 1) * OH // nch)
+            it = fetch_add(work, 0, 1)
 
 
 @kernel
@@ -79,43 +124,80 @@ def f32_blocked_scale(x, s, out, g):
             vstore(out, o, vmul(vload(x, o), gate))
 
 
+@inline
+def _pad_block(x, out, g, n, cb):
+    """Output block cb of image n: a copy of a whole input block, the live lanes of a partial one
+    with the rest 0, or zeros."""
+    C, CBi, CBo, P = g[1], g[2], g[3], g[4]
+    n_full = C // VW
+    live = C - n_full * VW
+    dst = out[(n * CBo + cb) * P * VW:(n * CBo + cb + 1) * P * VW]
+    if cb < n_full:
+        dst[:] = x[(n * CBi + cb) * P * VW:(n * CBi + cb + 1) * P * VW]
+    elif cb == n_full and live:
+        src = x[(n * CBi + cb) * P * VW:(n * CBi + cb + 1) * P * VW]
+        for p in range(P):
+            for lane in range(VW):
+                dst[p * VW + lane] = src[p * VW + lane] if lane < live else 0.0
+    else:
+        dst[:] = 0.0
+
+
 @kernel
 def f32_blocked_pad_channels(x, out, g):
     """Zero channels appended: out has CBo >= CBi blocks; lanes of channels >= C are 0 (the input's
     pad lanes too: they may hold anything finite). g: [N, C, CBi, CBo, P]."""
-    N, C, CBi, CBo, P = g[0], g[1], g[2], g[3], g[4]
-    n_full = C // VW
-    live = C - n_full * VW
-    for n in range(N):
-        src = x[n * CBi * P * VW:(n * CBi + n_full) * P * VW]
-        dst = out[n * CBo * P * VW:(n * CBo + n_full) * P * VW]
-        dst[:] = src  # whole blocks: one contiguous copy
-        o = (n * CBo + n_full) * P * VW
-        if live:
-            part_in = x[(n * CBi + n_full) * P * VW:(n * CBi + n_full + 1) * P * VW]
-            part = out[o:o + P * VW]
-            for p in range(P):
-                for lane in range(VW):
-                    part[p * VW + lane] = part_in[p * VW + lane] if lane < live else 0.0
-            o += P * VW
-        rest = out[o:(n + 1) * CBo * P * VW]
-        rest[:] = 0.0
+    for n in range(g[0]):
+        for cb in range(g[3]):
+            _pad_block(x, out, g, n, cb)
+
+
+@kernel(parallel=True)
+def f32_blocked_pad_channels_mt(x, out, g, work):
+    """``f32_blocked_pad_channels`` over work[1] workers taking output blocks from work[0]."""
+    CBo = g[3]
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < g[0] * CBo:
+            _pad_block(x, out, g, it // CBo, it % CBo)
+            it = fetch_add(work, 0, 1)
+
+
+@inline
+def _to_nhwc_px(x, out, g, n, p0, p1):
+    C, P = g[1], g[2]
+    CB = (C + VW - 1) // VW
+    for p in range(p0, p1):
+        o = (n * P + p) * C
+        for cb in range(CB):
+            i = ((n * CB + cb) * P + p) * VW
+            live = min(C - cb * VW, VW)
+            for lane in range(live):
+                out[o + cb * VW + lane] = x[i + lane]
 
 
 @kernel
 def f32_blocked_to_nhwc(x, out, g):
     """Blocked [N][CB][P][VW] -> NHWC [N][P][C] (a detection head's transpose, straight from the
     blocks). g: [N, C, P]."""
-    N, C, P = g[0], g[1], g[2]
-    CB = (C + VW - 1) // VW
-    for n in range(N):
-        for p in range(P):
-            o = (n * P + p) * C
-            for cb in range(CB):
-                i = ((n * CB + cb) * P + p) * VW
-                live = min(C - cb * VW, VW)
-                for lane in range(live):
-                    out[o + cb * VW + lane] = x[i + lane]
+    for n in range(g[0]):
+        _to_nhwc_px(x, out, g, n, 0, g[2])
+
+
+@kernel(parallel=True)
+def f32_blocked_to_nhwc_mt(x, out, g, work):
+    """``f32_blocked_to_nhwc`` over work[1] workers taking (image, pixel span) items from work[0]."""
+    P = g[2]
+    nch = _row_items(g[0], P)
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < g[0] * nch:
+            n = it // nch
+            c = it - n * nch
+            _to_nhwc_px(x, out, g, n, c * P // nch, (c + 1) * P // nch)
+            it = fetch_add(work, 0, 1)
 
 
 @inline
@@ -123,17 +205,14 @@ def _prelu_span(x, r, slope, out, g, b, p0, p1):
     """Pixels p0..p1-1 of block b of [N*CB]: out = PRelu(x (+ r)) as relu(v) - slope * relu(-v)
     (exact for v >= 0 and v < 0 alike, infinities and NaN as numpy's where)."""
     CB, P, has_res = g[1], g[2], g[3]
-    m1 = vbroadcast(-1.0)
-    ns = vmul(vload(slope, (b % CB) * VW), m1)
+    ns = vmul(vload(slope, (b % CB) * VW), vbroadcast(-1.0))
     o = b * P * VW
     if has_res == 1:
         for p in range(p0, p1):
-            v = vadd(vload(x, o + p * VW), vload(r, o + p * VW))
-            vstore(out, o + p * VW, vfma(ns, vrelu(vmul(v, m1)), vrelu(v)))
+            vstore(out, o + p * VW, vprelu(vadd(vload(x, o + p * VW), vload(r, o + p * VW)), ns))
     else:
         for p in range(p0, p1):
-            v = vload(x, o + p * VW)
-            vstore(out, o + p * VW, vfma(ns, vrelu(vmul(v, m1)), vrelu(v)))
+            vstore(out, o + p * VW, vprelu(vload(x, o + p * VW), ns))
 
 
 @kernel
@@ -164,37 +243,96 @@ def f32_blocked_prelu_mt(x, r, slope, out, g, work):
             it = fetch_add(work, 0, 1)
 
 
+@inline
+def _resize_linear_rows(x, out, h0, h1, hw, w0, w1, ww, g, b, oh0, oh1):
+    H, W, OH, OW = g[1], g[2], g[3], g[4]
+    m1 = vbroadcast(-1.0)
+    for oh in range(oh0, oh1):
+        top = ((b * H + h0[oh]) * W) * VW
+        bottom = ((b * H + h1[oh]) * W) * VW
+        o = (b * OH + oh) * OW * VW
+        t = vbroadcast(hw[oh])
+        for ow in range(OW):
+            i0, i1, s = w0[ow] * VW, w1[ow] * VW, vbroadcast(ww[ow])
+            x0 = vload(x, top + i0)
+            a = vfma(s, vfma(m1, x0, vload(x, top + i1)), x0)  # x0 + s * (x1 - x0)
+            y0 = vload(x, bottom + i0)
+            c = vfma(s, vfma(m1, y0, vload(x, bottom + i1)), y0)
+            vstore(out, o + ow * VW, vfma(t, vfma(m1, a, c), a))
+
+
 @kernel
 def f32_blocked_resize_linear(x, out, h0, h1, hw, w0, w1, ww, g):
     """Bilinear resize of blocked planes (g: [N*CB, H, W, OH, OW]): per output pixel, lerp columns
     (w0, w1, weight ww) of rows h0 and h1, then lerp those by hw, as the NCHW kernel does, VW
     channels at a time. Tables as Resize.prepare builds them (int64 indices, float32 weights)."""
-    planes, H, W, OH, OW = g[0], g[1], g[2], g[3], g[4]
-    m1 = vbroadcast(-1.0)
-    for b in range(planes):
-        for oh in range(OH):
-            top = ((b * H + h0[oh]) * W) * VW
-            bottom = ((b * H + h1[oh]) * W) * VW
-            o = (b * OH + oh) * OW * VW
-            t = vbroadcast(hw[oh])
-            for ow in range(OW):
-                i0, i1, s = w0[ow] * VW, w1[ow] * VW, vbroadcast(ww[ow])
-                x0 = vload(x, top + i0)
-                a = vfma(s, vfma(m1, x0, vload(x, top + i1)), x0)  # x0 + s * (x1 - x0)
-                y0 = vload(x, bottom + i0)
-                c = vfma(s, vfma(m1, y0, vload(x, bottom + i1)), y0)
-                vstore(out, o + ow * VW, vfma(t, vfma(m1, a, c), a))
+    for b in range(g[0]):
+        _resize_linear_rows(x, out, h0, h1, hw, w0, w1, ww, g, b, 0, g[3])
+
+
+@kernel(parallel=True)
+def f32_blocked_resize_linear_mt(x, out, h0, h1, hw, w0, w1, ww, g, work):
+    """``f32_blocked_resize_linear`` over work[1] workers taking (plane, row chunk) items from work[0]."""
+    OH = g[3]
+    nch = _row_items(g[0], OH)
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < g[0] * nch:
+            b = it // nch
+            c = it - b * nch
+            _resize_linear_rows(x, out, h0, h1, hw, w0, w1, ww, g, b, c * OH // nch, (c + 1) * OH // nch)
+            it = fetch_add(work, 0, 1)
+
+
+@inline
+def _resize_nearest_rows(x, out, rows, cols, g, b, oh0, oh1):
+    H, W, OH, OW = g[1], g[2], g[3], g[4]
+    for oh in range(oh0, oh1):
+        src = x[((b * H + rows[oh]) * W) * VW:((b * H + rows[oh] + 1) * W) * VW]
+        orow = out[(b * OH + oh) * OW * VW:(b * OH + oh + 1) * OW * VW]
+        for ow in range(OW):
+            i = cols[ow] * VW
+            for lane in range(VW):
+                orow[ow * VW + lane] = src[i + lane]
 
 
 @kernel
 def f32_blocked_resize_nearest(x, out, rows, cols, g):
     """Nearest-neighbour resize of blocked planes: one vector copied per output pixel."""
-    planes, H, W, OH, OW = g[0], g[1], g[2], g[3], g[4]
-    for b in range(planes):
-        for oh in range(OH):
-            src = x[((b * H + rows[oh]) * W) * VW:((b * H + rows[oh] + 1) * W) * VW]
-            orow = out[(b * OH + oh) * OW * VW:(b * OH + oh + 1) * OW * VW]
-            for ow in range(OW):
-                i = cols[ow] * VW
-                for lane in range(VW):
-                    orow[ow * VW + lane] = src[i + lane]
+    for b in range(g[0]):
+        _resize_nearest_rows(x, out, rows, cols, g, b, 0, g[3])
+
+
+@kernel(parallel=True)
+def f32_blocked_resize_nearest_mt(x, out, rows, cols, g, work):
+    """``f32_blocked_resize_nearest`` over work[1] workers taking (plane, row chunk) items from work[0]."""
+    OH = g[3]
+    nch = _row_items(g[0], OH)
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < g[0] * nch:
+            b = it // nch
+            c = it - b * nch
+            _resize_nearest_rows(x, out, rows, cols, g, b, c * OH // nch, (c + 1) * OH // nch)
+            it = fetch_add(work, 0, 1)
+
+
+ADD_ITEM_FLOATS = 4096  # floats per work item of f32_blocked_add_mt (16 KiB of each operand)
+
+
+@kernel(parallel=True)
+def f32_blocked_add_mt(a, b, out, code, p, q, work):
+    """out = act(a + b) over same-shape blocked tensors (relu or clip in registers; the planner
+    blocks no other activation), by work[1] workers taking spans of ADD_ITEM_FLOATS from work[0].
+    The serial case is elementwise.f32_binary_same's flat loop. out may alias a or b."""
+    n = out.size
+    items = (n + ADD_ITEM_FLOATS - 1) // ADD_ITEM_FLOATS
+    work[0] = 0
+    for _t in prange(work[1]):
+        it = fetch_add(work, 0, 1)
+        while it < items:
+            for o in range(it * ADD_ITEM_FLOATS, min(n, (it + 1) * ADD_ITEM_FLOATS), VW):
+                vstore(out, o, vact(vadd(vload(a, o), vload(b, o)), code, p, q))
+            it = fetch_add(work, 0, 1)

@@ -45,13 +45,21 @@ def prepare_blocked(opdef, node, attrs, ins, outs, ctx, parallel_min_macs, dw_pa
     OH, OW = outs[0].shape[2:]
     w = np.ascontiguousarray(ctx.const(node.inputs[1]), np.float32)
     bias = _bias(node, ins, ctx, M)
-    act = act_args(attrs)
+    fused = ""
+    if attrs["activation"] == "prelu":  # fused by the layout planner (runtime/layout.py, fuse_prelu)
+        bias = KB.pack_prelu_bias(bias, ctx.const(node.inputs[4]), M)
+        act = (KB.PRELU, 0.0, 0.0)
+        fused = ", PRelu fused (its slope per channel applied in registers)"
+    else:
+        act = act_args(attrs)
     vw = KB.VW
     CBo = -(-M // vw)
     macs = outs[0].size * Cg * kh * kw
     (sh, sw), (pt, pl, _, _), (dh, dw) = attrs["strides"], attrs["pads"], attrs["dilations"]
     kind = blocked_kind(node, attrs, ins, ctx.graph)  # the planner's own test: 'dwconv', 'conv1x1' or 'conv'
     if kind == "dwconv":
+        if fused:
+            raise opdef.error(node, "a PRelu is fused only into 1x1 and general blocked convs")
         g = np.array([N, CBo, H, W, OH, OW, kh, kw, sh, sw, pt, pl], np.int64)
         wp = KB.pack_dwconv(w, C)
         T = _threads(ctx, macs, N * CBo * OH, dw_parallel_min_macs)
@@ -74,7 +82,7 @@ def prepare_blocked(opdef, node, attrs, ins, outs, ctx, parallel_min_macs, dw_pa
                         packed={"weight": wp, "bias": bias, "geometry": g},
                         reason=f"1x1 stride 1, blocked by {vw} channels: {C} -> {M} channels on {H}x{W}, weights "
                                f"as vectors times broadcast inputs (read in place)"
-                               + (", residual Add fused" if residual else "")
+                               + (", residual Add fused" if residual else "") + fused
                                + f", {T} thread{'s' if T > 1 else ''}")
     in_blocked = ctx.is_blocked(node.inputs[0])
     g = np.array([N, C, CBo, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, int(in_blocked)], np.int64)
@@ -84,5 +92,5 @@ def prepare_blocked(opdef, node, attrs, ins, outs, ctx, parallel_min_macs, dw_pa
     return Prepared(name, getattr(KB, name), lambda i, o, s: (flat(i[0]), wp, bias, flat(o[0]), g, *act, *mt),
                     packed={"weight": wp, "bias": bias, "geometry": g},
                     reason=f"{kh}x{kw} stride {sh}x{sw} direct convolution into blocks of {vw} channels, "
-                           f"{'blocked' if in_blocked else 'plain NCHW'} input, {C} -> {M} channels, "
+                           f"{'blocked' if in_blocked else 'plain NCHW'} input, {C} -> {M} channels{fused}, "
                            f"{T} thread{'s' if T > 1 else ''}")

@@ -19,7 +19,7 @@ class _Binary(OpDef):
     attrs = dict(ACT_ATTRS)
     num_inputs = (2, 2)
     inplace = 0
-    kernels = ("f32_binary_same", "f32_binary_scalar_a", "f32_binary_scalar_b", "f32_binary_strided4",
+    kernels = ("f32_binary_same", "f32_blocked_add_mt", "f32_binary_scalar_a", "f32_binary_scalar_b", "f32_binary_strided4",
                "np_binary", "f32_blocked_scale")
 
     def infer(self, node, attrs, ins, ctx):
@@ -49,6 +49,13 @@ class _Binary(OpDef):
                             lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), g), packed={"geometry": g},
                             reason="per-channel scale, one vector per pixel (blocked)")
         if tuple(a.shape) == tuple(b.shape) == tuple(out.shape):
+            if ctx.is_blocked(node.outputs[0]) and self.name == "Add":
+                from ..kernels import blocked_ops as KBO  # relu/clip at most (runtime/layout.py checked)
+                _, mt = KBO.threads_for(ctx.threads, out.size)
+                if mt:
+                    return Prepared("f32_blocked_add_mt", KBO.f32_blocked_add_mt,
+                                    lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), *act, *mt),
+                                    reason="same shapes (blocked): vectors over threads")
             # Blocked tensors of one shape have one physical layout too: the same flat loop.
             return Prepared("f32_binary_same", K.f32_binary_same,
                             lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), op, *act),

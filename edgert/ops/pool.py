@@ -111,7 +111,7 @@ class MaxPool(_Pool):
     name = "MaxPool"
     attrs = {"kernel": REQUIRED, "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "ceil_mode": 0}
     kernels = ("f32_maxpool_rows", "f32_maxpool_rows_mt", "f32_maxpool_2x2s2", "f32_maxpool_2x2s2_mt",
-               "f32_blocked_maxpool")
+               "f32_blocked_maxpool", "f32_blocked_maxpool_mt")
 
     def reference(self, attrs, x):
         taps, inside, _ = self.windows(attrs, x)
@@ -123,9 +123,11 @@ class MaxPool(_Pool):
         if ctx.is_blocked(node.outputs[0]):
             from ..kernels import blocked_ops as KBO
             gb = np.array([N * -(-C // KBO.VW), H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw], dtype=np.int64)
-            return Prepared("f32_blocked_maxpool", KBO.f32_blocked_maxpool, lambda i, o, s: (flat(i[0]), flat(o[0]), gb),
+            sfx, mt = KBO.threads_for(ctx.threads, outs[0].size)
+            return Prepared("f32_blocked_maxpool" + sfx, getattr(KBO, "f32_blocked_maxpool" + sfx),
+                            lambda i, o, s: (flat(i[0]), flat(o[0]), gb, *mt),
                             packed={"geometry": gb}, reason=f"{kh}x{kw} s{sh}x{sw}, {KBO.VW} channels per vector "
-                                                            "(blocked)")
+                                                            "(blocked)" + (", over threads" if mt else ""))
         g = np.array([N * C, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw], dtype=np.int64)
         mt = use_threads(ctx, outs[0].size * kh * kw)
         if (kh, kw, sh, sw, dh, dw) == (2, 2, 2, 2, 1, 1) and not any(attrs["pads"]) and (OH, OW) == (H // 2, W // 2):

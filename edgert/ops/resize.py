@@ -71,7 +71,8 @@ class Resize(OpDef):
     attrs = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
              "nearest_mode": "round_prefer_floor", "scales": [], "sizes": []}
     kernels = ("f32_resize_nearest", "f32_resize_nearest_mt", "f32_resize_linear", "f32_resize_linear_mt",
-               "f32_blocked_resize_linear", "f32_blocked_resize_nearest")
+               "f32_blocked_resize_linear", "f32_blocked_resize_nearest", "f32_blocked_resize_linear_mt",
+               "f32_blocked_resize_nearest_mt")
 
     def infer(self, node, attrs, ins, ctx):
         x = ins[0]
@@ -120,7 +121,7 @@ class Resize(OpDef):
         hc = source_coordinates(OH, H, scales[2], mode)
         wc = source_coordinates(OW, W, scales[3], mode)
         if ctx.is_blocked(node.outputs[0]):
-            return self._blocked(attrs, ins, hc, wc, H, W, OH, OW, mode)
+            return self._blocked(attrs, ins, outs, ctx, hc, wc, H, W, OH, OW, mode)
         g = np.array([N * C, H, W, OH, OW], dtype=np.int64)
         work = outs[0].size * (1 if attrs["mode"] == "nearest" else 4)
         mt = use_threads(ctx, work)
@@ -144,22 +145,26 @@ class Resize(OpDef):
                         reason=f"{attrs['mode']} {mode} {H}x{W}->{OH}x{OW}: precomputed source tables"
                         + (f", {chunks} row chunks over threads" if mt else ""))
 
-    def _blocked(self, attrs, ins, hc, wc, H, W, OH, OW, mode):
+    def _blocked(self, attrs, ins, outs, ctx, hc, wc, H, W, OH, OW, mode):
         """Channel-blocked planes (runtime/layout.py): the same tables, one vector per pixel."""
         from ..kernels import blocked_ops as KBO
         N, C = ins[0].shape[:2]
         g = np.array([N * -(-C // KBO.VW), H, W, OH, OW], dtype=np.int64)
+        sfx, mt = KBO.threads_for(ctx.threads, outs[0].size)
+        threads = ", over threads" if mt else ""
         if attrs["mode"] == "nearest":
             packed = {"rows": nearest_indices(hc, H, attrs["nearest_mode"]),
                       "cols": nearest_indices(wc, W, attrs["nearest_mode"]), "geometry": g}
-            return Prepared("f32_blocked_resize_nearest", KBO.f32_blocked_resize_nearest,
-                            lambda i, o, s: (flat(i[0]), flat(o[0]), packed["rows"], packed["cols"], g), packed=packed,
-                            reason=f"nearest {mode} {H}x{W}->{OH}x{OW}, {KBO.VW} channels per vector (blocked)")
+            return Prepared("f32_blocked_resize_nearest" + sfx, getattr(KBO, "f32_blocked_resize_nearest" + sfx),
+                            lambda i, o, s: (flat(i[0]), flat(o[0]), packed["rows"], packed["cols"], g, *mt),
+                            packed=packed,
+                            reason=f"nearest {mode} {H}x{W}->{OH}x{OW}, {KBO.VW} channels per vector (blocked)"
+                            + threads)
         h0, h1, hw = linear_taps(hc, H)
         w0, w1, ww = linear_taps(wc, W)
         packed = {"row0": h0, "row1": h1, "row_weight": hw.astype(np.float32), "col0": w0, "col1": w1,
                   "col_weight": ww.astype(np.float32), "geometry": g}
         args = tuple(packed.values())
-        return Prepared("f32_blocked_resize_linear", KBO.f32_blocked_resize_linear,
-                        lambda i, o, s: (flat(i[0]), flat(o[0]), *args), packed=packed,
-                        reason=f"linear {mode} {H}x{W}->{OH}x{OW}, {KBO.VW} channels per vector (blocked)")
+        return Prepared("f32_blocked_resize_linear" + sfx, getattr(KBO, "f32_blocked_resize_linear" + sfx),
+                        lambda i, o, s: (flat(i[0]), flat(o[0]), *args, *mt), packed=packed,
+                        reason=f"linear {mode} {H}x{W}->{OH}x{OW}, {KBO.VW} channels per vector (blocked)" + threads)

@@ -106,7 +106,8 @@ class Transpose(OpDef):
     name = "Transpose"
     family = "shape"
     attrs = {"perm": REQUIRED}
-    kernels = ("copy", "f32_transpose_2d", "f32_copy_strided6", "np_transpose", "f32_blocked_to_nhwc")
+    kernels = ("copy", "f32_transpose_2d", "f32_copy_strided6", "np_transpose", "f32_blocked_to_nhwc",
+               "f32_blocked_to_nhwc_mt")
 
     def infer(self, node, attrs, ins, ctx):
         perm = int_list(self, node, attrs, "perm")
@@ -123,8 +124,10 @@ class Transpose(OpDef):
             from ..kernels import blocked_ops as KBO
             N, C, H, W = ins[0].shape
             g = np.array([N, C, H * W], np.int64)
-            return Prepared("f32_blocked_to_nhwc", KBO.f32_blocked_to_nhwc, lambda i, o, s: (flat(i[0]), flat(o[0]), g),
-                            packed={"geometry": g}, reason=f"blocked by {KBO.VW} channels -> NHWC")
+            sfx, mt = KBO.threads_for(ctx.threads, outs[0].size)
+            return Prepared("f32_blocked_to_nhwc" + sfx, getattr(KBO, "f32_blocked_to_nhwc" + sfx),
+                            lambda i, o, s: (flat(i[0]), flat(o[0]), g, *mt), packed={"geometry": g},
+                            reason=f"blocked by {KBO.VW} channels -> NHWC" + (", over threads" if mt else ""))
         numpy = Prepared("np_transpose", np.copyto, lambda i, o, s: (o[0], i[0].transpose(perm)),
                          reason="numpy copy of a transposed view")
         if ins[0].dtype != "f32":
@@ -287,7 +290,7 @@ class Pad(OpDef):
     name = "Pad"
     family = "shape"
     attrs = {"pads": REQUIRED, "mode": "constant", "value": 0.0}
-    kernels = ("copy", "f32_pad_rows6", "np_pad")
+    kernels = ("copy", "f32_pad_rows6", "np_pad", "f32_blocked_pad_channels", "f32_blocked_pad_channels_mt")
 
     def infer(self, node, attrs, ins, ctx):
         shape = ins[0].shape
@@ -313,9 +316,11 @@ class Pad(OpDef):
             from ..kernels import blocked_ops as KBO
             N, C, H, W = shape
             g = np.array([N, C, -(-C // KBO.VW), -(-outs[0].shape[1] // KBO.VW), H * W], np.int64)
-            return Prepared("f32_blocked_pad_channels", KBO.f32_blocked_pad_channels,
-                            lambda i, o, s: (flat(i[0]), flat(o[0]), g), packed={"geometry": g},
-                            reason=f"{C} -> {outs[0].shape[1]} channels, zeros appended (blocked)")
+            sfx, mt = KBO.threads_for(ctx.threads, outs[0].size)
+            return Prepared("f32_blocked_pad_channels" + sfx, getattr(KBO, "f32_blocked_pad_channels" + sfx),
+                            lambda i, o, s: (flat(i[0]), flat(o[0]), g, *mt), packed={"geometry": g},
+                            reason=f"{C} -> {outs[0].shape[1]} channels, zeros appended (blocked)"
+                            + (", over threads" if mt else ""))
         rank = len(shape)
         if not any(pads):
             return _flat_copy("no padding: a flat copy")

@@ -43,6 +43,9 @@ def test_maxpool(C, H, W, k, s, pad, d, seed):
     got = from_blocked_np(out, 2, C, OH, OW)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     assert_close(np.nan_to_num(got), np.nan_to_num(want), what="maxpool")
+    mt = np.full_like(out, 7.0)  # 3 workers on 2 threads: every item once, whoever takes it
+    K.f32_blocked_maxpool_mt(_blocked_with_garbage(x, seed), mt, g, work_counter(3))
+    np.testing.assert_array_equal(mt, out)
 
 
 @pytest.mark.arm
@@ -57,6 +60,10 @@ def test_pad_channels(C, extra, P, seed):
     K.f32_blocked_pad_channels(_blocked_with_garbage(x, seed), out, np.array([2, C, CBi, CBo, P], np.int64))
     np.testing.assert_array_equal(from_blocked_np(out, 2, C + extra, 1, P), want)
     assert not out.reshape(2, CBo, P, VW)[:, -1, :, (C + extra) - (CBo - 1) * VW:].any()  # new pad lanes: 0
+    mt = np.full_like(out, 7.0)
+    K.f32_blocked_pad_channels_mt(_blocked_with_garbage(x, seed), mt, np.array([2, C, CBi, CBo, P], np.int64),
+                                  work_counter(3))
+    np.testing.assert_array_equal(mt, out)
 
 
 @pytest.mark.arm
@@ -99,3 +106,48 @@ def test_scale_and_nhwc(C, P, seed):
     nhwc = np.zeros(2 * P * C, np.float32)
     K.f32_blocked_to_nhwc(_blocked_with_garbage(x, seed), nhwc, np.array([2, C, P], np.int64))
     np.testing.assert_array_equal(nhwc.reshape(2, 1, P, C), x.transpose(0, 2, 3, 1))
+    mt = np.full_like(nhwc, 7.0)
+    K.f32_blocked_to_nhwc_mt(_blocked_with_garbage(x, seed), mt, np.array([2, C, P], np.int64), work_counter(3))
+    np.testing.assert_array_equal(mt, nhwc)
+
+
+@pytest.mark.arm
+@settings(max_examples=15, deadline=None)
+@given(C=CHANNELS, H=st.integers(1, 9), W=st.integers(1, 9), OH=st.integers(1, 13), OW=st.integers(1, 13),
+       seed=st.integers(0, 99))
+def test_resize_mt_matches_serial(C, H, W, OH, OW, seed):
+    """The _mt resizes split (plane, row span) items among workers: bitwise the serial result (which
+    test_layout checks against Resize's reference), for any source tables."""
+    rng = np.random.default_rng(seed)
+    x = _blocked_with_garbage(rng.standard_normal((2, C, H, W)).astype(np.float32), seed)
+    g = np.array([2 * -(-C // VW), H, W, OH, OW], np.int64)
+    n = int(g[0]) * OH * OW * VW
+    rows, cols = rng.integers(0, H, OH), rng.integers(0, W, OW)
+    want, got = np.zeros(n, np.float32), np.full(n, 7.0, np.float32)
+    K.f32_blocked_resize_nearest(x, want, rows, cols, g)
+    K.f32_blocked_resize_nearest_mt(x, got, rows, cols, g, work_counter(3))
+    np.testing.assert_array_equal(got, want)
+    h0, h1, w0, w1 = rng.integers(0, H, OH), rng.integers(0, H, OH), rng.integers(0, W, OW), rng.integers(0, W, OW)
+    hw, ww = rng.random(OH).astype(np.float32), rng.random(OW).astype(np.float32)
+    K.f32_blocked_resize_linear(x, want, h0, h1, hw, w0, w1, ww, g)
+    K.f32_blocked_resize_linear_mt(x, got, h0, h1, hw, w0, w1, ww, g, work_counter(3))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.arm
+@settings(max_examples=15, deadline=None)
+@given(n_vectors=st.integers(1, 3 * K.ADD_ITEM_FLOATS // VW + 5), act=st.sampled_from(["none", "relu", "clip"]),
+       seed=st.integers(0, 99))
+def test_blocked_add_mt(n_vectors, act, seed):
+    from edgert.kernels.act import CODES
+    rng = np.random.default_rng(seed)
+    a, b = (rng.standard_normal(n_vectors * VW).astype(np.float32) * 4 for _ in range(2))
+    a[0] = np.nan
+    lo, hi = (-1.0, 2.5) if act == "clip" else (0.0, 0.0)
+    want = REGISTRY["Add"].reference({"activation": act, "act_a": lo, "act_b": hi}, a, b)[0]
+    out = np.full_like(a, 7.0)
+    K.f32_blocked_add_mt(a, b, out, CODES[act], lo, hi, work_counter(3))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    np.testing.assert_array_equal(np.nan_to_num(out), np.nan_to_num(want))
+    K.f32_blocked_add_mt(a, b, a, CODES[act], lo, hi, work_counter(2))  # out aliasing an operand
+    np.testing.assert_array_equal(np.nan_to_num(a), np.nan_to_num(want))
