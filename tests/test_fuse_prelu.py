@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from converters.builder import GraphBuilder
-from edgert.kernels.blocked_ops import PARALLEL_MIN_FLOATS
+from edgert.kernels.work import PARALLEL_MIN_FLOATS
 from edgert.kernels.simd import VW
 from edgert.runtime.layout import plan_layout
 from edgert.runtime.prepare import infer_graph

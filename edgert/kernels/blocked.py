@@ -43,11 +43,11 @@ after the store):
 The register tiles and their drivers are generated Python (``generate_tiles`` at the end of this
 file; ``python -m edgert.kernels.blocked`` rewrites the section, a test checks it is current).
 
-``_mt`` variants take the same arguments plus ``work`` (int64 [2]: a counter, the number of workers
-T; see ``work_counter``): T workers under prange take items from the shared counter (simd.fetch_add)
-until none are left, so a worker on a core that is busy or slower takes fewer items instead of
-holding up the region, as it would with prange's static split; items are cut as before
-(several items per thread where the shape allows it).
+``_mt`` variants take the same arguments plus ``work`` (``work.work_counter``): T workers under
+prange take items, their own band first, then what is left of the others' (work.py), so a worker
+on a busy or slower core takes fewer items instead of holding up the region, as it would with
+prange's static split. Items are numbered pixels (or rows) first, channels within, so on idle
+cores each worker keeps the same band of every tensor in its cache.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ import numpy as np
 
 from ._jit import inline, kernel, prange
 from .act import CLIP, RELU, apply_act, vact
-from .simd import VW, fetch_add, vadd, vbroadcast, vbroadcast_at, vclamp, vfence, vfma, vload, vmul, vrelu, vstore
+from .work import start_work, take, work_counter  # noqa: F401  (work_counter: the _mt kernels' argument)
+from .simd import VW, vadd, vbroadcast, vbroadcast_at, vclamp, vfence, vfma, vload, vmul, vrelu, vstore
 
 # Geometry fields.
 C1_N, C1_CBI, C1_CBO, C1_P, C1_RES, C1_K = range(6)
@@ -1873,8 +1874,8 @@ def _to_item(x, out, g, it, CB, nch):
     """Pixels of chunk it: VW pixels at a time, each lane's run of VW floats written to the lane's
     place in VW pixel vectors (1 KiB of output per step: stays in L1 while its 16 lanes arrive)."""
     C, P = g[1], g[2]
-    nb = it // nch
-    ch = it - nb * nch
+    ch = it // (g[0] * CB)  # pixel chunk first: a worker's band of items is a band of pixels (work.py)
+    nb = it - ch * (g[0] * CB)
     n = nb // CB
     cb = nb - n * CB
     p0 = ch * REORDER_CHUNK
@@ -1901,8 +1902,8 @@ def _to_item(x, out, g, it, CB, nch):
 @inline
 def _from_item(x, out, g, it, CB, nch):
     C, P = g[1], g[2]
-    nb = it // nch
-    ch = it - nb * nch
+    ch = it // (g[0] * CB)  # pixel chunk first: a worker's band of items is a band of pixels (work.py)
+    nb = it - ch * (g[0] * CB)
     n = nb // CB
     cb = nb - n * CB
     p0 = ch * REORDER_CHUNK
@@ -1933,12 +1934,12 @@ def f32_to_blocked(x, out, g):
 @kernel(parallel=True)
 def f32_to_blocked_mt(x, out, g, work):
     total, CB, nch = _reorder_items(g)
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < total:
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, total)
+        while it >= 0:
             _to_item(x, out, g, it, CB, nch)
-            it = fetch_add(work, 0, 1)
+            it = take(work, _t, total)
 
 
 @kernel
@@ -1952,12 +1953,12 @@ def f32_from_blocked(x, out, g):
 @kernel(parallel=True)
 def f32_from_blocked_mt(x, out, g, work):
     total, CB, nch = _reorder_items(g)
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < total:
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, total)
+        while it >= 0:
             _from_item(x, out, g, it, CB, nch)
-            it = fetch_add(work, 0, 1)
+            it = take(work, _t, total)
 
 
 # --- 1x1 convolution ---------------------------------------------------------------------------
@@ -2018,12 +2019,12 @@ def f32_blocked_conv1x1(x, w, bias, r, out, g, code, p, q):
 def f32_blocked_conv1x1_mt(x, w, bias, r, out, g, code, p, q, work):
     pc, nch, nog = _c1_split(g, True)
     total = g[C1_N] * nch * nog
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < total:
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, total)
+        while it >= 0:
             _c1_item(x, w, bias, r, out, g, it, pc, nch, nog, code, p, q)
-            it = fetch_add(work, 0, 1)
+            it = take(work, _t, total)
 
 
 # --- depthwise convolution ---------------------------------------------------------------------
@@ -2102,9 +2103,10 @@ def _dw_rows(x, w, bias, out, g, nb, oh0, oh1, code, p, q):
 
 @inline
 def _dw_split(g):
-    """(blocks, row chunks per block): enough items for MT_ITEMS in parallel."""
+    """(blocks, row chunks per block): enough items for MT_ITEMS in parallel, and at least 4 row
+    chunks, so that workers' bands (work.py) are bands of rows, as in the 1x1 convs around."""
     nblk = g[DW_N] * g[DW_CB]
-    return nblk, max(np.int64(1), min(g[DW_OH], (MT_ITEMS + nblk - 1) // nblk))
+    return nblk, max(min(g[DW_OH], np.int64(4)), min(g[DW_OH], (MT_ITEMS + nblk - 1) // nblk))
 
 
 @kernel
@@ -2119,14 +2121,14 @@ def f32_blocked_dwconv(x, w, bias, out, g, code, p, q):
 def f32_blocked_dwconv_mt(x, w, bias, out, g, code, p, q, work):
     nblk, nch = _dw_split(g)
     OH = g[DW_OH]
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < nblk * nch:
-            nb = it // nch
-            ch = it - nb * nch
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, nblk * nch)
+        while it >= 0:
+            ch = it // nblk  # row chunk first: a worker's band of items is a band of rows (work.py)
+            nb = it - ch * nblk
             _dw_rows(x, w, bias, out, g, nb, ch * OH // nch, (ch + 1) * OH // nch, code, p, q)
-            it = fetch_add(work, 0, 1)
+            it = take(work, _t, nblk * nch)
 
 
 # --- general dense convolution -----------------------------------------------------------------
@@ -2181,12 +2183,12 @@ def f32_blocked_conv(x, w, bias, out, g, code, p, q):
 @kernel(parallel=True)
 def f32_blocked_conv_mt(x, w, bias, out, g, code, p, q, work):
     total = g[CV_N] * g[CV_OH] * ((g[CV_CBO] + 3) // 4)
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < total:
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, total)
+        while it >= 0:
             _cv_item(x, w, bias, out, g, it, code, p, q)
-            it = fetch_add(work, 0, 1)
+            it = take(work, _t, total)
 
 
 # --- global average pool -----------------------------------------------------------------------
@@ -2538,6 +2540,3 @@ if __name__ == "__main__":
     path.write_text(text[:start] + generate_tiles() + text[end:], encoding="utf-8")
 
 
-def work_counter(threads: int) -> np.ndarray:
-    """The ``work`` argument of the ``_mt`` kernels: [shared item counter, number of workers]."""
-    return np.array([0, threads], np.int64)

@@ -6,8 +6,8 @@ Layout as in ``blocked.py``: [N][CB][P][VW], VW channels of a pixel adjacent. Ev
 a loop over VW lanes per pixel (a fixed trip count: LLVM turns it into one vector operation), so
 a region of blocked convolutions does not have to leave the layout for them.
 
-The ``_mt`` variants take the same arguments plus ``work`` (blocked.work_counter): workers take
-(plane, row span) or block items from the shared counter. On two cores these small passes mostly
+The ``_mt`` variants take the same arguments plus ``work`` (work.work_counter): workers take
+(row span, plane) or block items, their own band first (work.py). On two cores these small passes mostly
 move data the other core's half of the previous conv wrote, so even at ~1x of their 1-thread time
 in parallel they beat a serial pass (1.2-2.6x slower in a 2-thread session than in a 1-thread one).
 """
@@ -19,18 +19,15 @@ import numpy as np
 from ._jit import inline, kernel, prange
 from .act import vact
 from .blocked import MT_ITEMS, vprelu
-from .simd import VW, fetch_add, vadd, vbroadcast, vfma, vload, vmul, vstore
-
-# A blocked pass over at least this many output floats runs on the session's threads (its _mt
-# variant): below it (a 6x6x256 map: ~3 us) the parallel region's start costs more than it saves.
-PARALLEL_MIN_FLOATS = 16384
+from .simd import VW, vadd, vbroadcast, vfma, vload, vmul, vstore
+from .work import PARALLEL_MIN_FLOATS, start_work, take, work_counter
 
 
 def threads_for(threads: int, floats: int) -> tuple:
     """(kernel name suffix, extra arguments) of a blocked op writing ``floats`` outputs in a session
     of ``threads``: ('_mt', (work counter,)) or ('', ())."""
     if threads > 1 and floats >= PARALLEL_MIN_FLOATS:
-        return "_mt", (np.array([0, threads], np.int64),)
+        return "_mt", (work_counter(threads),)
     return "", ()
 
 
@@ -84,8 +81,9 @@ def _maxpool_rows(x, out, g, b, oh0, oh1):
 
 @inline
 def _row_items(planes, rows):
-    """(row chunks per plane): items for the _mt kernels below, about MT_ITEMS in all."""
-    return max(np.int64(1), min(rows, (MT_ITEMS + planes - 1) // planes))
+    """Row chunks per plane for the _mt kernels below: about MT_ITEMS items in all, and at least 4
+    chunks, so that workers' bands (work.py) are bands of rows."""
+    return max(min(rows, np.int64(4)), min(rows, (MT_ITEMS + planes - 1) // planes))
 
 
 @kernel
@@ -98,18 +96,17 @@ def f32_blocked_maxpool(x, out, g):
 
 @kernel(parallel=True)
 def f32_blocked_maxpool_mt(x, out, g, work):
-    """``f32_blocked_maxpool`` over work[1] workers taking (plane, row chunk) items from the shared
-    counter work[0] (see blocked.work_counter)."""
-    OH = g[MP_OH]
-    nch = _row_items(g[MP_PLANES], OH)
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < g[MP_PLANES] * nch:
-            b = it // nch
-            c = it - b * nch
+    """``f32_blocked_maxpool`` over work[0] workers taking (plane, row chunk) items (work.py)."""
+    planes, OH = g[MP_PLANES], g[MP_OH]
+    nch = _row_items(planes, OH)
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, planes * nch)
+        while it >= 0:
+            c = it // planes  # row chunk first (work.py)
+            b = it - c * planes
             _maxpool_rows(x, out, g, b, c * OH // nch, (c + 1) * OH // nch)
-            it = fetch_add(work, 0, 1)
+            it = take(work, _t, planes * nch)
 
 
 @kernel
@@ -154,14 +151,14 @@ def f32_blocked_pad_channels(x, out, g):
 
 @kernel(parallel=True)
 def f32_blocked_pad_channels_mt(x, out, g, work):
-    """``f32_blocked_pad_channels`` over work[1] workers taking output blocks from work[0]."""
+    """``f32_blocked_pad_channels`` over work[0] workers taking output blocks (work.py)."""
     CBo = g[3]
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < g[0] * CBo:
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, g[0] * CBo)
+        while it >= 0:
             _pad_block(x, out, g, it // CBo, it % CBo)
-            it = fetch_add(work, 0, 1)
+            it = take(work, _t, g[0] * CBo)
 
 
 @inline
@@ -187,17 +184,17 @@ def f32_blocked_to_nhwc(x, out, g):
 
 @kernel(parallel=True)
 def f32_blocked_to_nhwc_mt(x, out, g, work):
-    """``f32_blocked_to_nhwc`` over work[1] workers taking (image, pixel span) items from work[0]."""
-    P = g[2]
-    nch = _row_items(g[0], P)
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < g[0] * nch:
-            n = it // nch
-            c = it - n * nch
+    """``f32_blocked_to_nhwc`` over work[0] workers taking (image, pixel span) items (work.py)."""
+    N, P = g[0], g[2]
+    nch = _row_items(N, P)
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, N * nch)
+        while it >= 0:
+            c = it // N  # pixel span first (work.py)
+            n = it - c * N
             _to_nhwc_px(x, out, g, n, c * P // nch, (c + 1) * P // nch)
-            it = fetch_add(work, 0, 1)
+            it = take(work, _t, N * nch)
 
 
 @inline
@@ -223,24 +220,25 @@ def f32_blocked_prelu(x, r, slope, out, g):
         _prelu_span(x, r, slope, out, g, b, 0, g[2])
 
 
-PRELU_ITEM_PIXELS = 512  # pixels per work item of the _mt variant (32 KiB of input at VW = 16)
+PRELU_ITEM_PIXELS = 512  # pixels per work item of the _mt variant at most (32 KiB of input at VW = 16)
 
 
 @kernel(parallel=True)
 def f32_blocked_prelu_mt(x, r, slope, out, g, work):
-    """``f32_blocked_prelu`` over work[1] workers taking (block, pixel span) items from the shared
-    counter work[0] (see blocked.work_counter)."""
-    P = g[2]
-    spans = (P + PRELU_ITEM_PIXELS - 1) // PRELU_ITEM_PIXELS
-    total = g[0] * g[1] * spans
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < total:
-            b = it // spans
-            p0 = (it - b * spans) * PRELU_ITEM_PIXELS
-            _prelu_span(x, r, slope, out, g, b, p0, min(p0 + PRELU_ITEM_PIXELS, P))
-            it = fetch_add(work, 0, 1)
+    """``f32_blocked_prelu`` over work[0] workers taking (block, pixel span) items (work.py)."""
+    P, planes = g[2], g[0] * g[1]
+    spans = max(min(P, np.int64(4)), (P + PRELU_ITEM_PIXELS - 1) // PRELU_ITEM_PIXELS)
+    per = (P + spans - 1) // spans
+    total = planes * spans
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, total)
+        while it >= 0:
+            sp = it // planes  # pixel span first (work.py)
+            b = it - sp * planes
+            p0 = sp * per
+            _prelu_span(x, r, slope, out, g, b, p0, min(p0 + per, P))
+            it = take(work, _t, total)
 
 
 @inline
@@ -272,17 +270,17 @@ def f32_blocked_resize_linear(x, out, h0, h1, hw, w0, w1, ww, g):
 
 @kernel(parallel=True)
 def f32_blocked_resize_linear_mt(x, out, h0, h1, hw, w0, w1, ww, g, work):
-    """``f32_blocked_resize_linear`` over work[1] workers taking (plane, row chunk) items from work[0]."""
-    OH = g[3]
-    nch = _row_items(g[0], OH)
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < g[0] * nch:
-            b = it // nch
-            c = it - b * nch
+    """``f32_blocked_resize_linear`` over work[0] workers taking (plane, row chunk) items (work.py)."""
+    planes, OH = g[0], g[3]
+    nch = _row_items(planes, OH)
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, planes * nch)
+        while it >= 0:
+            c = it // planes  # row chunk first (work.py)
+            b = it - c * planes
             _resize_linear_rows(x, out, h0, h1, hw, w0, w1, ww, g, b, c * OH // nch, (c + 1) * OH // nch)
-            it = fetch_add(work, 0, 1)
+            it = take(work, _t, planes * nch)
 
 
 @inline
@@ -306,33 +304,34 @@ def f32_blocked_resize_nearest(x, out, rows, cols, g):
 
 @kernel(parallel=True)
 def f32_blocked_resize_nearest_mt(x, out, rows, cols, g, work):
-    """``f32_blocked_resize_nearest`` over work[1] workers taking (plane, row chunk) items from work[0]."""
-    OH = g[3]
-    nch = _row_items(g[0], OH)
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < g[0] * nch:
-            b = it // nch
-            c = it - b * nch
+    """``f32_blocked_resize_nearest`` over work[0] workers taking (plane, row chunk) items (work.py)."""
+    planes, OH = g[0], g[3]
+    nch = _row_items(planes, OH)
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, planes * nch)
+        while it >= 0:
+            c = it // planes  # row chunk first (work.py)
+            b = it - c * planes
             _resize_nearest_rows(x, out, rows, cols, g, b, c * OH // nch, (c + 1) * OH // nch)
-            it = fetch_add(work, 0, 1)
-
-
-ADD_ITEM_FLOATS = 4096  # floats per work item of f32_blocked_add_mt (16 KiB of each operand)
+            it = take(work, _t, planes * nch)
 
 
 @kernel(parallel=True)
-def f32_blocked_add_mt(a, b, out, code, p, q, work):
-    """out = act(a + b) over same-shape blocked tensors (relu or clip in registers; the planner
-    blocks no other activation), by work[1] workers taking spans of ADD_ITEM_FLOATS from work[0].
-    The serial case is elementwise.f32_binary_same's flat loop. out may alias a or b."""
-    n = out.size
-    items = (n + ADD_ITEM_FLOATS - 1) // ADD_ITEM_FLOATS
-    work[0] = 0
-    for _t in prange(work[1]):
-        it = fetch_add(work, 0, 1)
-        while it < items:
-            for o in range(it * ADD_ITEM_FLOATS, min(n, (it + 1) * ADD_ITEM_FLOATS), VW):
+def f32_blocked_add_mt(a, b, out, P, code, p, q, work):
+    """out = act(a + b) over same-shape blocked tensors of P pixels per plane (relu or clip in
+    registers; the planner blocks no other activation), by work[0] workers taking (pixel span,
+    plane) items, pixel span first (work.py). The serial case is elementwise.f32_binary_same's flat
+    loop. out may alias a or b."""
+    planes = out.size // (P * VW)
+    spans = min(P, np.int64(8))
+    total = planes * spans
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, total)
+        while it >= 0:
+            sp = it // planes
+            pl = it - sp * planes
+            for o in range((pl * P + sp * P // spans) * VW, (pl * P + (sp + 1) * P // spans) * VW, VW):
                 vstore(out, o, vact(vadd(vload(a, o), vload(b, o)), code, p, q))
-            it = fetch_add(work, 0, 1)
+            it = take(work, _t, total)

@@ -9,7 +9,8 @@ and its negative-index wraparound check then keeps the copy scalar (16x slower o
 
 from __future__ import annotations
 
-from ._jit import inline, kernel
+from ._jit import inline, kernel, prange
+from .work import start_work, take
 
 PAD_CONSTANT, PAD_REFLECT, PAD_EDGE = range(3)
 PAD_CODES = {"constant": PAD_CONSTANT, "reflect": PAD_REFLECT, "edge": PAD_EDGE}
@@ -197,14 +198,33 @@ def f32_depth_to_space(x, out, chan, N, C, H, W, b):
     chan[(c*b + i)*b + j] is the input channel feeding output channel c at block offset (i, j); it
     encodes the mode (DCR or CRD). Each output row interleaves b contiguous input rows.
     """
+    for nc in range(N * C):
+        _d2s_plane(x, out, chan, C, H, W, b, nc)
+
+
+@inline
+def _d2s_plane(x, out, chan, C, H, W, b, nc):
+    """Output plane nc = n*C + c."""
+    n = nc // C
+    c = nc - n * C
     Ci = C * b * b
     OW = W * b
-    for n in range(N):
-        for c in range(C):
-            for h in range(H):
-                for i in range(b):
-                    ob = (((n * C + c) * H + h) * b + i) * OW
-                    orow = out[ob:ob + OW]
-                    for j in range(b):
-                        src = ((n * Ci + chan[(c * b + i) * b + j]) * H + h) * W
-                        _copy(orow[j::b], x[src:src + W], W)
+    for h in range(H):
+        for i in range(b):
+            ob = ((nc * H + h) * b + i) * OW
+            orow = out[ob:ob + OW]
+            for j in range(b):
+                src = ((n * Ci + chan[(c * b + i) * b + j]) * H + h) * W
+                _copy(orow[j::b], x[src:src + W], W)
+
+
+@kernel(parallel=True)
+def f32_depth_to_space_mt(x, out, chan, N, C, H, W, b, work):
+    """``f32_depth_to_space`` over work[0] workers taking output planes, a band each first
+    (work.py): the 1x1 conv before it writes its output by channel bands too."""
+    start_work(work)
+    for _t in prange(work[0]):
+        nc = take(work, _t, N * C)
+        while nc >= 0:
+            _d2s_plane(x, out, chan, C, H, W, b, nc)
+            nc = take(work, _t, N * C)

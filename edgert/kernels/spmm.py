@@ -14,8 +14,9 @@ activation and is stored once. The X panel touched by one tile is K x TILE float
 Why this form and not numpy-style row axpys: an axpy over a long row loads and stores the output
 row once per nonzero (memory traffic proportional to nnz * P * 2); the register tile loads only X.
 
-Work split for threads: items are (pixel chunk, channel chunk) pairs, so both large-P layers
-(112x112) and small-P ones (7x7 at 960 channels) have enough independent items.
+Work split for threads: items are (channel chunk, pixel chunk) pairs, so both large-P layers
+(112x112) and small-P ones (7x7 at 960 channels) have enough independent items; workers take
+their own band first (``work``, work.py, as the blocked kernels do).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from ._jit import inline, kernel, prange
 from .act import CLIP, NONE, RELU, apply_act, vact
+from .work import start_work, take
 from .simd import VW, vadd, vbroadcast, vbroadcast_at, vfma, vload, vload_window, vstore, vstore_n
 
 TILE_V = 4  # vectors per register tile (16 registers on AVX-512/NEON: 4 accumulators + loads)
@@ -31,14 +33,20 @@ TILE = TILE_V * VW  # pixels per tile
 
 
 def chunks(n_pixels: int, n_rows: int, threads: int) -> tuple:
-    """(pixel chunks, channel chunks) giving at least ~4 items per thread when possible: split the
-    pixels at tile boundaries first, then the output channels."""
+    """(pixel chunks, channel chunks) giving at least ~8 items per thread when possible: one channel
+    band per thread (items are numbered channel chunk first, so on idle cores worker t writes the
+    t-th band of output planes, which the NCHW depthwise conv after it reads on the same core),
+    pixels split at tile boundaries within. Workers take what is left of the others' bands (work.py),
+    so unequal items (a last partial tile, rows with more nonzeros) even out: with 4 items per
+    thread taken statically, 14x14 maps (3 full tiles of 64 pixels and one of 4 at VW 16) split
+    128 : 68 pixels and scaled 1.5x on 2 threads."""
     if threads <= 1:
         return 1, 1
-    want = 4 * threads
+    want = 8 * threads
     tiles = -(-n_pixels // TILE)
-    pc = max(1, min(tiles, want))
-    mc = max(1, min(n_rows, -(-want // pc)))
+    mc = max(1, min(n_rows, threads))  # channel bands first, as the depthwise convs around split planes
+    pc = max(1, min(tiles, -(-want // mc)))
+    mc = max(mc, min(n_rows, -(-want // pc)))
     return pc, mc
 
 
@@ -187,22 +195,28 @@ def f32_spmm_rows(x, values, offs, rowptr, bias, res, has_res, out, nimg, M, K, 
 
 
 @kernel(parallel=True)
-def f32_spmm_rows_mt(x, values, offs, rowptr, bias, res, has_res, out, nimg, M, K, P, code, a, b, pchunks, mchunks):
-    """f32_spmm_rows over nimg * pchunks * mchunks independent items (pixel chunks at tile bounds)."""
+def f32_spmm_rows_mt(x, values, offs, rowptr, bias, res, has_res, out, nimg, M, K, P, code, a, b, pchunks, mchunks,
+                     work):
+    """f32_spmm_rows over nimg * pchunks * mchunks independent items (channel chunks first, pixel
+    chunks at tile bounds within), taken by work[0] workers (work.py)."""
     tiles = (P + TILE - 1) // TILE
     per = nimg * pchunks * mchunks
-    for item in prange(per):
-        n = item // (pchunks * mchunks)
-        r = item - n * pchunks * mchunks
-        pc = r // mchunks
-        mc = r - pc * mchunks
-        p0 = min(P, (tiles * pc // pchunks) * TILE)
-        p1 = min(P, (tiles * (pc + 1) // pchunks) * TILE)
-        m0 = M * mc // mchunks
-        m1 = M * (mc + 1) // mchunks
-        if p1 > p0 and m1 > m0:
-            _block(x, n * K * P, values, offs, rowptr, bias, res, has_res, out, n * M * P, m0, m1, p0, p1, P,
-                   code, a, b)
+    start_work(work)
+    for _t in prange(work[0]):
+        item = take(work, _t, per)
+        while item >= 0:
+            n = item // (pchunks * mchunks)
+            r = item - n * pchunks * mchunks
+            mc = r // pchunks  # channel chunk first: a worker's band is a band of output planes
+            pc = r - mc * pchunks
+            p0 = min(P, (tiles * pc // pchunks) * TILE)
+            p1 = min(P, (tiles * (pc + 1) // pchunks) * TILE)
+            m0 = M * mc // mchunks
+            m1 = M * (mc + 1) // mchunks
+            if p1 > p0 and m1 > m0:
+                _block(x, n * K * P, values, offs, rowptr, bias, res, has_res, out, n * M * P, m0, m1, p0, p1, P,
+                       code, a, b)
+            item = take(work, _t, per)
 
 
 @kernel

@@ -53,8 +53,9 @@ class _Binary(OpDef):
                 from ..kernels import blocked_ops as KBO  # relu/clip at most (runtime/layout.py checked)
                 _, mt = KBO.threads_for(ctx.threads, out.size)
                 if mt:
+                    P = int(np.prod(out.shape[2:]))
                     return Prepared("f32_blocked_add_mt", KBO.f32_blocked_add_mt,
-                                    lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), *act, *mt),
+                                    lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), P, *act, *mt),
                                     reason="same shapes (blocked): vectors over threads")
             # Blocked tensors of one shape have one physical layout too: the same flat loop.
             return Prepared("f32_binary_same", K.f32_binary_same,

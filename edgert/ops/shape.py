@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..kernels import shape as K
+from ..kernels.work import PARALLEL_MIN_FLOATS, work_counter
 from .common import coalesce, flat
 from .registry import REQUIRED, OpDef, Prepared, Sequence, register
 
@@ -438,7 +439,7 @@ class DepthToSpace(OpDef):
     name = "DepthToSpace"
     family = "shape"
     attrs = {"blocksize": REQUIRED, "mode": "DCR"}
-    kernels = ("f32_depth_to_space", "np_depth_to_space")
+    kernels = ("f32_depth_to_space", "f32_depth_to_space_mt", "np_depth_to_space")
 
     def infer(self, node, attrs, ins, ctx):
         x = ins[0]
@@ -469,6 +470,9 @@ class DepthToSpace(OpDef):
         c, i, j = np.meshgrid(np.arange(C), np.arange(b), np.arange(b), indexing="ij")
         chan = ((i * b + j) * C + c) if attrs["mode"] == "DCR" else (c * b * b + i * b + j)
         chan = np.ascontiguousarray(chan.reshape(-1), dtype=np.int64)
-        return Prepared("f32_depth_to_space", K.f32_depth_to_space,
-                        lambda i_, o, s: (flat(i_[0]), flat(o[0]), chan, N, C, H, W, b),
-                        packed={"channels": chan}, reason=f"{attrs['mode']} blocksize {b}, row form")
+        mt = (work_counter(ctx.threads),) if ctx.threads > 1 and outs[0].size >= PARALLEL_MIN_FLOATS and N * C > 1 else ()
+        name = "f32_depth_to_space" + ("_mt" if mt else "")
+        return Prepared(name, getattr(K, name),
+                        lambda i_, o, s: (flat(i_[0]), flat(o[0]), chan, N, C, H, W, b, *mt),
+                        packed={"channels": chan}, reason=f"{attrs['mode']} blocksize {b}, row form"
+                        + (", output planes over threads" if mt else ""))

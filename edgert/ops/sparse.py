@@ -31,6 +31,7 @@ import numpy as np
 from ..ir.graph import Node, TensorInfo
 from ..kernels import spmm as KS
 from ..kernels.act import act_args, reference_act
+from ..kernels.work import work_counter
 from .common import ACT_ATTRS, check_activation, flat
 from .conv import PARALLEL_MIN_MACS, writable
 from .registry import OpDef, PrepareContext, Prepared, Sequence, get_op, register
@@ -232,7 +233,7 @@ class SparseConv1x1(OpDef):
         T = ctx.threads if ctx.threads > 1 and 2 * len(vals) * P * N >= PARALLEL_MIN_MACS else 1
         pc, mc = KS.chunks(P, M, T)
         name = "f32_spmm_rows" + ("_mt" if T > 1 and pc * mc * N > 1 else "")
-        extra = (pc, mc) if name.endswith("_mt") else ()
+        extra = (pc, mc, work_counter(T)) if name.endswith("_mt") else ()
         act = act_args(attrs)
         return Prepared(name, getattr(KS, name),
                         lambda i, o, s: (flat(writable(i[0])), vals, offs, rowptr, packed["bias"],

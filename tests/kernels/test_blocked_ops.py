@@ -136,18 +136,18 @@ def test_resize_mt_matches_serial(C, H, W, OH, OW, seed):
 
 @pytest.mark.arm
 @settings(max_examples=15, deadline=None)
-@given(n_vectors=st.integers(1, 3 * K.ADD_ITEM_FLOATS // VW + 5), act=st.sampled_from(["none", "relu", "clip"]),
+@given(planes=st.integers(1, 5), P=st.integers(1, 300), act=st.sampled_from(["none", "relu", "clip"]),
        seed=st.integers(0, 99))
-def test_blocked_add_mt(n_vectors, act, seed):
+def test_blocked_add_mt(planes, P, act, seed):
     from edgert.kernels.act import CODES
     rng = np.random.default_rng(seed)
-    a, b = (rng.standard_normal(n_vectors * VW).astype(np.float32) * 4 for _ in range(2))
+    a, b = (rng.standard_normal(planes * P * VW).astype(np.float32) * 4 for _ in range(2))
     a[0] = np.nan
     lo, hi = (-1.0, 2.5) if act == "clip" else (0.0, 0.0)
     want = REGISTRY["Add"].reference({"activation": act, "act_a": lo, "act_b": hi}, a, b)[0]
     out = np.full_like(a, 7.0)
-    K.f32_blocked_add_mt(a, b, out, CODES[act], lo, hi, work_counter(3))
+    K.f32_blocked_add_mt(a, b, out, P, CODES[act], lo, hi, work_counter(3))
     np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
     np.testing.assert_array_equal(np.nan_to_num(out), np.nan_to_num(want))
-    K.f32_blocked_add_mt(a, b, a, CODES[act], lo, hi, work_counter(2))  # out aliasing an operand
+    K.f32_blocked_add_mt(a, b, a, P, CODES[act], lo, hi, work_counter(2))  # out aliasing an operand
     np.testing.assert_array_equal(np.nan_to_num(a), np.nan_to_num(want))

@@ -3,9 +3,10 @@ validation of bad attributes."""
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from edgert.errors import InputError, ShapeError
+from edgert.kernels.work import PARALLEL_MIN_FLOATS
 from edgert.ops import REGISTRY
 from edgert.runtime.session import Session
 from tests.helpers import onnx_reference, run_both, single_op_graph
@@ -234,6 +235,19 @@ def test_gather_of_int64_data_uses_numpy():
 def test_depth_to_space_matches_reference(n, c, h, w, b, mode, seed):
     got, want, sess = run_both("DepthToSpace", [("x", _rand((n, c * b * b, h, w), seed))], {"blocksize": b, "mode": mode})
     assert _kernel(sess) == "f32_depth_to_space"
+    _same(got, want)
+
+
+@pytest.mark.arm
+@settings(max_examples=6, deadline=None)
+@given(c=st.integers(2, 40), b=st.integers(1, 3), mode=st.sampled_from(["DCR", "CRD"]), seed=SEEDS)
+def test_depth_to_space_over_threads(c, b, mode, seed):
+    """From PARALLEL_MIN_FLOATS outputs the planes go to the threads (bands first, then stealing)."""
+    h = w = 64 // b
+    got, want, sess = run_both("DepthToSpace", [("x", _rand((1, c * b * b, h, w), seed))], {"blocksize": b, "mode": mode},
+                               threads=2)
+    assert _kernel(sess) == ("f32_depth_to_space_mt" if c * (h * b) * (w * b) >= PARALLEL_MIN_FLOATS
+                             else "f32_depth_to_space")
     _same(got, want)
 
 

@@ -7,14 +7,16 @@ around the vector width and the register tile, blocks, fp16 values, batches and 
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from converters.builder import GraphBuilder
 from edgert.errors import ShapeError
+from edgert.kernels import spmm as KS
 from edgert.kernels.act import CODES
 from edgert.kernels.simd import VW
 from edgert.kernels.spmm import TILE
+from edgert.kernels.work import work_counter
 from edgert.ops.sparse import BLOCKS, densify, to_csr
 from edgert.runtime.reference import run_reference
 from edgert.runtime.session import Session
@@ -181,3 +183,25 @@ def test_board_profile_throughputs_drive_the_choice():
     assert "board x86-64-host" in node["reason"]
     # x86-64-host measured onnxruntime's dense 1x1 (240 GFLOP/s vs 36 sparse): dense wins at 80%
     assert node["kernel"] == "f32_gemm_rows", node
+
+
+@pytest.mark.arm
+@settings(max_examples=10, deadline=None)
+@given(m=st.integers(1, 40), k=st.integers(1, 40), pixels=st.sampled_from([1, 49, 196, 3 * KS.TILE + 5]),
+       nimg=st.integers(1, 2), workers=st.integers(2, 3), residual=st.booleans(), seed=st.integers(0, 99))
+def test_spmm_rows_mt_matches_serial(m, k, pixels, nimg, workers, residual, seed):
+    """Items taken from the shared counter by more workers than threads: each item exactly once,
+    so the result is bitwise the serial kernel's (a fused residual read before it is written)."""
+    rng = np.random.default_rng(seed)
+    values, cols, rowptr = to_csr(pruned(rng, m, k, 0.7), (1, 1))
+    offs = cols.astype(np.int64) * pixels
+    x = rng.standard_normal(nimg * k * pixels).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    res = rng.standard_normal(nimg * m * pixels).astype(np.float32)
+    want = np.zeros(nimg * m * pixels, np.float32)
+    KS.f32_spmm_rows(x, values, offs, rowptr, bias, res, residual, want, nimg, m, k, pixels, 1, 0.0, 0.0)
+    pc, mc = KS.chunks(pixels, m, workers)
+    got = np.full_like(want, 7.0)
+    KS.f32_spmm_rows_mt(x, values, offs, rowptr, bias, res, residual, got, nimg, m, k, pixels, 1, 0.0, 0.0, pc, mc,
+                        work_counter(workers))
+    np.testing.assert_array_equal(got, want)
