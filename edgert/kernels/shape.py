@@ -9,6 +9,8 @@ and its negative-index wraparound check then keeps the copy scalar (16x slower o
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._jit import inline, kernel, prange
 from .work import start_work, take
 
@@ -53,21 +55,47 @@ def f32_transpose_2d(x, out, batch, rows, cols):
     The inner loop writes contiguous output rows; with fewer than 16 rows it reads contiguous input
     rows instead (a 3-row inner loop would be all overhead).
     """
-    T = 32
-    n = rows * cols
+    tiles = (rows + TRANSPOSE_TILE - 1) // TRANSPOSE_TILE
     for bt in range(batch):
-        xm = x[bt * n:(bt + 1) * n].reshape((rows, cols))
-        om = out[bt * n:(bt + 1) * n].reshape((cols, rows))
-        for r0 in range(0, rows, T):
-            r1 = min(r0 + T, rows)
-            for c0 in range(0, cols, T):
-                c1 = min(c0 + T, cols)
-                if rows >= 16:
-                    for c in range(c0, c1):
-                        _copy(om[c, r0:r1], xm[r0:r1, c], r1 - r0)
-                else:
-                    for r in range(r0, r1):
-                        _copy(om[c0:c1, r], xm[r, c0:c1], c1 - c0)
+        _transpose_rows(x, out, bt, rows, cols, 0, tiles)
+
+
+TRANSPOSE_TILE = 32
+
+
+@inline
+def _transpose_rows(x, out, bt, rows, cols, rt0, rt1):
+    """Row tiles rt0..rt1-1 (TRANSPOSE_TILE input rows each) of matrix bt."""
+    T = TRANSPOSE_TILE
+    n = rows * cols
+    xm = x[bt * n:(bt + 1) * n].reshape((rows, cols))
+    om = out[bt * n:(bt + 1) * n].reshape((cols, rows))
+    for r0 in range(rt0 * T, min(rt1 * T, rows), T):
+        r1 = min(r0 + T, rows)
+        for c0 in range(0, cols, T):
+            c1 = min(c0 + T, cols)
+            if rows >= 16:
+                for c in range(c0, c1):
+                    _copy(om[c, r0:r1], xm[r0:r1, c], r1 - r0)
+            else:
+                for r in range(r0, r1):
+                    _copy(om[c0:c1, r], xm[r, c0:c1], c1 - c0)
+
+
+@kernel(parallel=True)
+def f32_transpose_2d_mt(x, out, batch, rows, cols, work):
+    """``f32_transpose_2d`` over work[0] workers taking (row span, matrix) items, row span first
+    (work.py): NHWC -> NCHW at a model's input gives each worker a band of pixels, as the stem
+    conv after it splits its output."""
+    tiles = (rows + TRANSPOSE_TILE - 1) // TRANSPOSE_TILE
+    spans = min(tiles, np.int64(16))  # items of several row tiles: one tile of 32 pixels x 3 is too small
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, spans * batch)
+        while it >= 0:
+            sp = it // batch
+            _transpose_rows(x, out, it - sp * batch, rows, cols, sp * tiles // spans, (sp + 1) * tiles // spans)
+            it = take(work, _t, spans * batch)
 
 
 @kernel

@@ -107,7 +107,7 @@ class Transpose(OpDef):
     name = "Transpose"
     family = "shape"
     attrs = {"perm": REQUIRED}
-    kernels = ("copy", "f32_transpose_2d", "f32_copy_strided6", "np_transpose", "f32_blocked_to_nhwc",
+    kernels = ("copy", "f32_transpose_2d", "f32_transpose_2d_mt", "f32_copy_strided6", "np_transpose", "f32_blocked_to_nhwc",
                "f32_blocked_to_nhwc_mt")
 
     def infer(self, node, attrs, ins, ctx):
@@ -147,9 +147,12 @@ class Transpose(OpDef):
             batch, sbatch = dims[0] if len(dims) == 3 else (1, a * b)
             if sa == 1 and sb == a and sbatch == a * b:
                 what = {(0, 2, 3, 1): "NCHW->NHWC", (0, 3, 1, 2): "NHWC->NCHW"}.get(tuple(perm), "2-d transpose")
-                return Prepared("f32_transpose_2d", K.f32_transpose_2d,
-                                lambda i, o, s: (flat(i[0]), flat(o[0]), batch, b, a),
-                                reason=f"{what}: {batch} tiled transpose(s) of {b}x{a}")
+                mt = (work_counter(ctx.threads),) if ctx.threads > 1 and outs[0].size >= PARALLEL_MIN_FLOATS \
+                    and batch * -(-b // K.TRANSPOSE_TILE) > 1 else ()
+                name = "f32_transpose_2d" + ("_mt" if mt else "")
+                return Prepared(name, getattr(K, name),
+                                lambda i, o, s: (flat(i[0]), flat(o[0]), batch, b, a, *mt),
+                                reason=f"{what}: {batch} tiled transpose(s) of {b}x{a}" + (", over threads" if mt else ""))
         return _strided_copy(outs[0].shape, 0, xstrides, "transpose")
 
 

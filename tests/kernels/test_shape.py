@@ -73,6 +73,22 @@ def test_transpose_paths(shape, perm, kernel):
     _same(got, want)
 
 
+@pytest.mark.arm
+@pytest.mark.parametrize("shape,perm", [
+    ((1, 130, 131, 3), [0, 3, 1, 2]),   # NHWC -> NCHW at a model's input: few columns
+    ((2, 40, 33, 24), [0, 3, 1, 2]),
+    ((1, 24, 30, 31), [0, 2, 3, 1]),    # NCHW -> NHWC: 24 rows, one row tile
+    ((3, 200, 97), [0, 2, 1]),
+])
+def test_transpose_over_threads(shape, perm):
+    got, want, sess = run_both("Transpose", [("x", _rand(shape, 5))], {"perm": perm}, threads=2)
+    rows = shape[1] * shape[2] if perm == [0, 3, 1, 2] else shape[1]
+    parallel = np.prod(shape) >= PARALLEL_MIN_FLOATS and shape[0] * -(-rows // 32) > 1
+    assert _kernel(sess) == ("f32_transpose_2d_mt" if parallel else "f32_transpose_2d")
+    assert parallel or shape[1] == 24  # the others are large enough
+    _same(got, want)
+
+
 def test_transpose_of_int64_uses_numpy():
     x = np.arange(24, dtype=np.int64).reshape(2, 3, 4)
     got, want, sess = run_both("Transpose", [("x", x)], {"perm": [2, 0, 1]})
