@@ -336,6 +336,29 @@ def test_fuse_pad_into_conv():
     assert ops(graph) == ["Conv"] and graph.nodes[0].attrs["pads"] == [2, 3, 3, 1] and n == 1
 
 
+def test_fuse_pad_shared_by_two_convs():
+    b = GraphBuilder()
+    b.add_input("x", (1, 3, 7, 7))
+    b.add_node("Pad", ["x"], ["p"], {"pads": [0, 0, 0, 0, 0, 0, 1, 1], "value": 0.0})
+    b.add_node("Conv", ["p", b.add_const("W1", rand(3, 1, 3, 3))], ["y1"], {"group": 3, "strides": [2, 2]})
+    b.add_node("Conv", ["p", b.add_const("W2", rand(4, 3, 1, 1))], ["y2"], {"pads": [1, 0, 0, 0]})
+    b.add_output("y1")
+    b.add_output("y2")
+    graph, n = apply(b.finish(), fuse_pad)
+    assert ops(graph) == ["Conv", "Conv"] and n == 1
+    assert [c.attrs["pads"] for c in graph.nodes] == [[0, 0, 1, 1], [1, 0, 1, 1]]
+    # One reader that cannot absorb it (a MaxPool after a zero pad) keeps the Pad for all of them.
+    b = GraphBuilder()
+    b.add_input("x", (1, 3, 7, 7))
+    b.add_node("Pad", ["x"], ["p"], {"pads": [0, 0, 1, 1, 0, 0, 1, 1], "value": 0.0})
+    b.add_node("Conv", ["p", b.add_const("W", rand(4, 3, 1, 1))], ["y1"])
+    b.add_node("MaxPool", ["p"], ["y2"], {"kernel": [3, 3]})
+    b.add_output("y1")
+    b.add_output("y2")
+    graph, n = apply(b.finish(), fuse_pad)
+    assert n == 0 and ops(graph) == ["Pad", "Conv", "MaxPool"]
+
+
 def test_fuse_minus_inf_pad_into_maxpool():
     graph, _ = apply(_pad_graph("MaxPool", -math.inf, [0, 0, 1, 1, 0, 0, 1, 1], {"kernel": [3, 3], "strides": [2, 2]}),
                      fuse_pad)
