@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.work import PARALLEL_MIN_FLOATS
 from .common import flat
 from .registry import REQUIRED, OpDef, Prepared, register
-
-PARALLEL_MIN_ELEMENTS = 131072  # a reorder is a copy: threads from ~30 us of work
 
 
 def _reorder_prepared(name, N, C, P, ctx, what):
     from ..kernels import blocked as KB
     g = np.array([N, C, P], np.int64)
-    T = ctx.threads if ctx.threads > 1 and N * C * P >= PARALLEL_MIN_ELEMENTS else 1
+    T = ctx.threads if ctx.threads > 1 and N * C * P >= PARALLEL_MIN_FLOATS else 1
     kname = name + ("_mt" if T > 1 else "")
     mt = (KB.work_counter(T),) if T > 1 else ()
     return Prepared(kname, getattr(KB, kname), lambda i, o, s: (flat(i[0]), flat(o[0]), g, *mt),
