@@ -261,7 +261,8 @@ def inspect(model, as_json, threads, board, memory_budget):
     if lay["blocked_nodes"]:
         click.echo(f"\nlayout ({lay['mode']}): {lay['blocked_nodes']} nodes on channel-blocked tensors "
                    f"({lay['block']} channels per vector), {lay['reorders']} reorder{'s' if lay['reorders'] != 1 else ''}"
-                   " to or from NCHW")
+                   " to or from NCHW"
+                   + (f"; {lay['fused_prelu']} PRelu folded into the conv before it" if lay["fused_prelu"] else ""))
     else:
         click.echo(f"\nlayout ({lay['mode']}): NCHW throughout")
     click.echo(f"ops: {len(info['nodes'])}   weights: {_fmt_bytes(info['weight_bytes'])} (memory-mapped)"

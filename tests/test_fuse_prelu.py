@@ -125,3 +125,20 @@ def test_fused_network_any_channel_count(C1, extra, H, seed, threads):
     got, want = sess.run(feeds), run_reference(graph, feeds)
     for name in graph.outputs:
         assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, what=name)
+
+
+def test_inspect_reports_the_fused_prelus(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    monkeypatch.setenv("EDGERT_LAYOUT", "auto")  # --layout sets it for the CLI's process: undone after the test
+
+    from edgert.cli import main
+    from edgert.ir.format import write_ert
+    path = tmp_path / "blaze.ert"
+    write_ert(blaze_net(), path)
+    assert Session(blaze_net()).layout_summary()["fused_prelu"] == 3
+    result = CliRunner().invoke(main, ["inspect", str(path), "--layout", "auto"])
+    assert result.exit_code == 0, result.output
+    assert "3 PRelu folded into the conv before it" in result.output
+    assert result.output.count("PRelu fused") == 3  # the three convs' reasons
+    nchw = CliRunner().invoke(main, ["inspect", str(path), "--layout", "nchw"])
+    assert "folded" not in nchw.output and "PRelu fused" not in nchw.output

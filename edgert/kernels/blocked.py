@@ -81,13 +81,15 @@ def vprelu(v, neg_slope):
     return vfma(neg_slope, vrelu(vmul(v, vbroadcast(-1.0))), vrelu(v))
 
 
-@inline
-def _fin(v, code, p, q, bias, bo):
-    """An output vector of block bias[bo:bo+VW] through its fused activation in registers: relu or
-    clip (act.vact), or PRelu with the slope vector at bias[len/2 + bo] (pack_prelu_bias)."""
-    if code == PRELU:
-        return vprelu(v, vmul(vload(bias, (bias.size >> 1) + bo), vbroadcast(-1.0)))
-    return vact(v, code, p, q)
+@kernel
+def _prelu_px(y, o, n, bias, bo):
+    """PRelu over n pixel vectors y[o:o+n*VW] of one output block, with the slope vector stored at
+    bias[len/2 + bo] (pack_prelu_bias): a tile's stores are still in L1. A call per block of a tile
+    rather than the slope in every store's registers: inlined in each of the tiles' ~200 stores
+    it doubled the tiles' compile time (cold start 85 -> 160 s) for no measurable run-time gain."""
+    ns = vmul(vload(bias, (bias.size >> 1) + bo), vbroadcast(-1.0))
+    for i in range(n):
+        vstore(y, o + i * VW, vprelu(vload(y, o + i * VW), ns))
 
 
 @kernel
@@ -195,40 +197,45 @@ def _c1_4x6(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, 
         a2_5 = vadd(a2_5, vload(r, oo + 2 * OBS + 5 * VW))
         a3_5 = vadd(a3_5, vload(r, oo + 3 * OBS + 5 * VW))
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
+        vstore(out, oo + 2 * OBS + 0 * VW, vact(a2_0, code, p, q))
+        vstore(out, oo + 3 * OBS + 0 * VW, vact(a3_0, code, p, q))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 1 * VW, _fin(a2_1, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 1 * VW, _fin(a3_1, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
+        vstore(out, oo + 2 * OBS + 1 * VW, vact(a2_1, code, p, q))
+        vstore(out, oo + 3 * OBS + 1 * VW, vact(a3_1, code, p, q))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 2 * VW, _fin(a2_2, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 2 * VW, _fin(a3_2, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
+        vstore(out, oo + 2 * OBS + 2 * VW, vact(a2_2, code, p, q))
+        vstore(out, oo + 3 * OBS + 2 * VW, vact(a3_2, code, p, q))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 3 * VW, _fin(a2_3, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 3 * VW, _fin(a3_3, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
+        vstore(out, oo + 2 * OBS + 3 * VW, vact(a2_3, code, p, q))
+        vstore(out, oo + 3 * OBS + 3 * VW, vact(a3_3, code, p, q))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 4 * VW, _fin(a2_4, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 4 * VW, _fin(a3_4, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
+        vstore(out, oo + 2 * OBS + 4 * VW, vact(a2_4, code, p, q))
+        vstore(out, oo + 3 * OBS + 4 * VW, vact(a3_4, code, p, q))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 5 * VW, _fin(a2_5, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 5 * VW, _fin(a3_5, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
+        vstore(out, oo + 2 * OBS + 5 * VW, vact(a2_5, code, p, q))
+        vstore(out, oo + 3 * OBS + 5 * VW, vact(a3_5, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 3 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
+        _prelu_px(out, oo + 2 * OBS + skip * VW, lim - skip, bias, bo + 2 * VW)
+        _prelu_px(out, oo + 3 * OBS + skip * VW, lim - skip, bias, bo + 3 * VW)
 
 
 @inline
@@ -329,44 +336,47 @@ def _c1_2x12(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS,
         a0_11 = vadd(a0_11, vload(r, oo + 0 * OBS + 11 * VW))
         a1_11 = vadd(a1_11, vload(r, oo + 1 * OBS + 11 * VW))
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 6 * VW, _fin(a1_6, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
+        vstore(out, oo + 1 * OBS + 6 * VW, vact(a1_6, code, p, q))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 7 * VW, _fin(a1_7, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
+        vstore(out, oo + 1 * OBS + 7 * VW, vact(a1_7, code, p, q))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 8 * VW, _fin(a1_8, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
+        vstore(out, oo + 1 * OBS + 8 * VW, vact(a1_8, code, p, q))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 9 * VW, _fin(a1_9, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
+        vstore(out, oo + 1 * OBS + 9 * VW, vact(a1_9, code, p, q))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 10 * VW, _fin(a1_10, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
+        vstore(out, oo + 1 * OBS + 10 * VW, vact(a1_10, code, p, q))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 11 * VW, _fin(a1_11, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
+        vstore(out, oo + 1 * OBS + 11 * VW, vact(a1_11, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
 
 
 @inline
@@ -477,55 +487,57 @@ def _c1_1x24(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS,
         a0_22 = vadd(a0_22, vload(r, oo + 0 * OBS + 22 * VW))
         a0_23 = vadd(a0_23, vload(r, oo + 0 * OBS + 23 * VW))
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
     if skip <= 12 and 12 < lim:
-        vstore(out, oo + 0 * OBS + 12 * VW, _fin(a0_12, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 12 * VW, vact(a0_12, code, p, q))
     if skip <= 13 and 13 < lim:
-        vstore(out, oo + 0 * OBS + 13 * VW, _fin(a0_13, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 13 * VW, vact(a0_13, code, p, q))
     if skip <= 14 and 14 < lim:
-        vstore(out, oo + 0 * OBS + 14 * VW, _fin(a0_14, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 14 * VW, vact(a0_14, code, p, q))
     if skip <= 15 and 15 < lim:
-        vstore(out, oo + 0 * OBS + 15 * VW, _fin(a0_15, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 15 * VW, vact(a0_15, code, p, q))
     if skip <= 16 and 16 < lim:
-        vstore(out, oo + 0 * OBS + 16 * VW, _fin(a0_16, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 16 * VW, vact(a0_16, code, p, q))
     if skip <= 17 and 17 < lim:
-        vstore(out, oo + 0 * OBS + 17 * VW, _fin(a0_17, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 17 * VW, vact(a0_17, code, p, q))
     if skip <= 18 and 18 < lim:
-        vstore(out, oo + 0 * OBS + 18 * VW, _fin(a0_18, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 18 * VW, vact(a0_18, code, p, q))
     if skip <= 19 and 19 < lim:
-        vstore(out, oo + 0 * OBS + 19 * VW, _fin(a0_19, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 19 * VW, vact(a0_19, code, p, q))
     if skip <= 20 and 20 < lim:
-        vstore(out, oo + 0 * OBS + 20 * VW, _fin(a0_20, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 20 * VW, vact(a0_20, code, p, q))
     if skip <= 21 and 21 < lim:
-        vstore(out, oo + 0 * OBS + 21 * VW, _fin(a0_21, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 21 * VW, vact(a0_21, code, p, q))
     if skip <= 22 and 22 < lim:
-        vstore(out, oo + 0 * OBS + 22 * VW, _fin(a0_22, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 22 * VW, vact(a0_22, code, p, q))
     if skip <= 23 and 23 < lim:
-        vstore(out, oo + 0 * OBS + 23 * VW, _fin(a0_23, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 23 * VW, vact(a0_23, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
 
 
 @inline
@@ -584,26 +596,29 @@ def _c1_2x6(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, 
         a0_5 = vadd(a0_5, vload(r, oo + 0 * OBS + 5 * VW))
         a1_5 = vadd(a1_5, vload(r, oo + 1 * OBS + 5 * VW))
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
 
 
 @inline
@@ -666,31 +681,33 @@ def _c1_1x12(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS,
         a0_10 = vadd(a0_10, vload(r, oo + 0 * OBS + 10 * VW))
         a0_11 = vadd(a0_11, vload(r, oo + 0 * OBS + 11 * VW))
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
 
 
 @inline
@@ -723,15 +740,20 @@ def _c1_4x1(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, 
         a1_0 = vadd(a1_0, vload(r, oo + 1 * OBS + 0 * VW))
         a2_0 = vadd(a2_0, vload(r, oo + 2 * OBS + 0 * VW))
         a3_0 = vadd(a3_0, vload(r, oo + 3 * OBS + 0 * VW))
-    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
-    vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q, bias, bo + 2 * VW))
-    vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q, bias, bo + 3 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
+    vstore(out, oo + 2 * OBS + 0 * VW, vact(a2_0, code, p, q))
+    vstore(out, oo + 3 * OBS + 0 * VW, vact(a3_0, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 3 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
+        _prelu_px(out, oo + 2 * OBS + skip * VW, lim - skip, bias, bo + 2 * VW)
+        _prelu_px(out, oo + 3 * OBS + skip * VW, lim - skip, bias, bo + 3 * VW)
 
 
 @inline
@@ -754,11 +776,14 @@ def _c1_2x1(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, 
     if has_res == 1:
         a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
         a1_0 = vadd(a1_0, vload(r, oo + 1 * OBS + 0 * VW))
-    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
 
 
 @inline
@@ -776,9 +801,11 @@ def _c1_1x1(x, xo, KB, KL, XBS, w, wo, WOS, bias, bo, r, has_res, out, oo, OBS, 
             a0_0 = vfma(s, w0, a0_0)
     if has_res == 1:
         a0_0 = vadd(a0_0, vload(r, oo + 0 * OBS + 0 * VW))
-    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
 
 
 @inline
@@ -861,40 +888,45 @@ def _cv_4x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     a2_5 = vfma(s, w2, a2_5)
                     a3_5 = vfma(s, w3, a3_5)
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
+        vstore(out, oo + 2 * OBS + 0 * VW, vact(a2_0, code, p, q))
+        vstore(out, oo + 3 * OBS + 0 * VW, vact(a3_0, code, p, q))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 1 * VW, _fin(a2_1, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 1 * VW, _fin(a3_1, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
+        vstore(out, oo + 2 * OBS + 1 * VW, vact(a2_1, code, p, q))
+        vstore(out, oo + 3 * OBS + 1 * VW, vact(a3_1, code, p, q))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 2 * VW, _fin(a2_2, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 2 * VW, _fin(a3_2, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
+        vstore(out, oo + 2 * OBS + 2 * VW, vact(a2_2, code, p, q))
+        vstore(out, oo + 3 * OBS + 2 * VW, vact(a3_2, code, p, q))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 3 * VW, _fin(a2_3, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 3 * VW, _fin(a3_3, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
+        vstore(out, oo + 2 * OBS + 3 * VW, vact(a2_3, code, p, q))
+        vstore(out, oo + 3 * OBS + 3 * VW, vact(a3_3, code, p, q))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 4 * VW, _fin(a2_4, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 4 * VW, _fin(a3_4, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
+        vstore(out, oo + 2 * OBS + 4 * VW, vact(a2_4, code, p, q))
+        vstore(out, oo + 3 * OBS + 4 * VW, vact(a3_4, code, p, q))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
-        vstore(out, oo + 2 * OBS + 5 * VW, _fin(a2_5, code, p, q, bias, bo + 2 * VW))
-        vstore(out, oo + 3 * OBS + 5 * VW, _fin(a3_5, code, p, q, bias, bo + 3 * VW))
+        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
+        vstore(out, oo + 2 * OBS + 5 * VW, vact(a2_5, code, p, q))
+        vstore(out, oo + 3 * OBS + 5 * VW, vact(a3_5, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 3 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
+        _prelu_px(out, oo + 2 * OBS + skip * VW, lim - skip, bias, bo + 2 * VW)
+        _prelu_px(out, oo + 3 * OBS + skip * VW, lim - skip, bias, bo + 3 * VW)
 
 
 @inline
@@ -979,44 +1011,47 @@ def _cv_2x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, W
                     a0_11 = vfma(s, w0, a0_11)
                     a1_11 = vfma(s, w1, a1_11)
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 6 * VW, _fin(a1_6, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
+        vstore(out, oo + 1 * OBS + 6 * VW, vact(a1_6, code, p, q))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 7 * VW, _fin(a1_7, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
+        vstore(out, oo + 1 * OBS + 7 * VW, vact(a1_7, code, p, q))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 8 * VW, _fin(a1_8, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
+        vstore(out, oo + 1 * OBS + 8 * VW, vact(a1_8, code, p, q))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 9 * VW, _fin(a1_9, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
+        vstore(out, oo + 1 * OBS + 9 * VW, vact(a1_9, code, p, q))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 10 * VW, _fin(a1_10, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
+        vstore(out, oo + 1 * OBS + 10 * VW, vact(a1_10, code, p, q))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 11 * VW, _fin(a1_11, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
+        vstore(out, oo + 1 * OBS + 11 * VW, vact(a1_11, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
 
 
 @inline
@@ -1111,55 +1146,57 @@ def _cv_1x24(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, W
                     s = vbroadcast_at(x, xk + 23 * d)
                     a0_23 = vfma(s, w0, a0_23)
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
     if skip <= 12 and 12 < lim:
-        vstore(out, oo + 0 * OBS + 12 * VW, _fin(a0_12, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 12 * VW, vact(a0_12, code, p, q))
     if skip <= 13 and 13 < lim:
-        vstore(out, oo + 0 * OBS + 13 * VW, _fin(a0_13, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 13 * VW, vact(a0_13, code, p, q))
     if skip <= 14 and 14 < lim:
-        vstore(out, oo + 0 * OBS + 14 * VW, _fin(a0_14, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 14 * VW, vact(a0_14, code, p, q))
     if skip <= 15 and 15 < lim:
-        vstore(out, oo + 0 * OBS + 15 * VW, _fin(a0_15, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 15 * VW, vact(a0_15, code, p, q))
     if skip <= 16 and 16 < lim:
-        vstore(out, oo + 0 * OBS + 16 * VW, _fin(a0_16, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 16 * VW, vact(a0_16, code, p, q))
     if skip <= 17 and 17 < lim:
-        vstore(out, oo + 0 * OBS + 17 * VW, _fin(a0_17, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 17 * VW, vact(a0_17, code, p, q))
     if skip <= 18 and 18 < lim:
-        vstore(out, oo + 0 * OBS + 18 * VW, _fin(a0_18, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 18 * VW, vact(a0_18, code, p, q))
     if skip <= 19 and 19 < lim:
-        vstore(out, oo + 0 * OBS + 19 * VW, _fin(a0_19, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 19 * VW, vact(a0_19, code, p, q))
     if skip <= 20 and 20 < lim:
-        vstore(out, oo + 0 * OBS + 20 * VW, _fin(a0_20, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 20 * VW, vact(a0_20, code, p, q))
     if skip <= 21 and 21 < lim:
-        vstore(out, oo + 0 * OBS + 21 * VW, _fin(a0_21, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 21 * VW, vact(a0_21, code, p, q))
     if skip <= 22 and 22 < lim:
-        vstore(out, oo + 0 * OBS + 22 * VW, _fin(a0_22, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 22 * VW, vact(a0_22, code, p, q))
     if skip <= 23 and 23 < lim:
-        vstore(out, oo + 0 * OBS + 23 * VW, _fin(a0_23, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 23 * VW, vact(a0_23, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
 
 
 @inline
@@ -1214,26 +1251,29 @@ def _cv_2x6(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     a0_5 = vfma(s, w0, a0_5)
                     a1_5 = vfma(s, w1, a1_5)
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+        vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 1 * VW, _fin(a1_1, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
+        vstore(out, oo + 1 * OBS + 1 * VW, vact(a1_1, code, p, q))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 2 * VW, _fin(a1_2, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
+        vstore(out, oo + 1 * OBS + 2 * VW, vact(a1_2, code, p, q))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 3 * VW, _fin(a1_3, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
+        vstore(out, oo + 1 * OBS + 3 * VW, vact(a1_3, code, p, q))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 4 * VW, _fin(a1_4, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
+        vstore(out, oo + 1 * OBS + 4 * VW, vact(a1_4, code, p, q))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
-        vstore(out, oo + 1 * OBS + 5 * VW, _fin(a1_5, code, p, q, bias, bo + 1 * VW))
+        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
+        vstore(out, oo + 1 * OBS + 5 * VW, vact(a1_5, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
 
 
 @inline
@@ -1292,31 +1332,33 @@ def _cv_1x12(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, W
                     s = vbroadcast_at(x, xk + 11 * d)
                     a0_11 = vfma(s, w0, a0_11)
     if skip <= 0 and 0 < lim:
-        vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
     if skip <= 1 and 1 < lim:
-        vstore(out, oo + 0 * OBS + 1 * VW, _fin(a0_1, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 1 * VW, vact(a0_1, code, p, q))
     if skip <= 2 and 2 < lim:
-        vstore(out, oo + 0 * OBS + 2 * VW, _fin(a0_2, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 2 * VW, vact(a0_2, code, p, q))
     if skip <= 3 and 3 < lim:
-        vstore(out, oo + 0 * OBS + 3 * VW, _fin(a0_3, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 3 * VW, vact(a0_3, code, p, q))
     if skip <= 4 and 4 < lim:
-        vstore(out, oo + 0 * OBS + 4 * VW, _fin(a0_4, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 4 * VW, vact(a0_4, code, p, q))
     if skip <= 5 and 5 < lim:
-        vstore(out, oo + 0 * OBS + 5 * VW, _fin(a0_5, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 5 * VW, vact(a0_5, code, p, q))
     if skip <= 6 and 6 < lim:
-        vstore(out, oo + 0 * OBS + 6 * VW, _fin(a0_6, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 6 * VW, vact(a0_6, code, p, q))
     if skip <= 7 and 7 < lim:
-        vstore(out, oo + 0 * OBS + 7 * VW, _fin(a0_7, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 7 * VW, vact(a0_7, code, p, q))
     if skip <= 8 and 8 < lim:
-        vstore(out, oo + 0 * OBS + 8 * VW, _fin(a0_8, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 8 * VW, vact(a0_8, code, p, q))
     if skip <= 9 and 9 < lim:
-        vstore(out, oo + 0 * OBS + 9 * VW, _fin(a0_9, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 9 * VW, vact(a0_9, code, p, q))
     if skip <= 10 and 10 < lim:
-        vstore(out, oo + 0 * OBS + 10 * VW, _fin(a0_10, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 10 * VW, vact(a0_10, code, p, q))
     if skip <= 11 and 11 < lim:
-        vstore(out, oo + 0 * OBS + 11 * VW, _fin(a0_11, code, p, q, bias, bo + 0 * VW))
+        vstore(out, oo + 0 * OBS + 11 * VW, vact(a0_11, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
 
 
 @inline
@@ -1353,15 +1395,20 @@ def _cv_4x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     a1_0 = vfma(s, w1, a1_0)
                     a2_0 = vfma(s, w2, a2_0)
                     a3_0 = vfma(s, w3, a3_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
-    vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q, bias, bo + 2 * VW))
-    vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q, bias, bo + 3 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
+    vstore(out, oo + 2 * OBS + 0 * VW, vact(a2_0, code, p, q))
+    vstore(out, oo + 3 * OBS + 0 * VW, vact(a3_0, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 3 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
+        _prelu_px(out, oo + 2 * OBS + skip * VW, lim - skip, bias, bo + 2 * VW)
+        _prelu_px(out, oo + 3 * OBS + skip * VW, lim - skip, bias, bo + 3 * VW)
 
 
 @inline
@@ -1390,11 +1437,14 @@ def _cv_2x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     s = vbroadcast_at(x, xk)
                     a0_0 = vfma(s, w0, a0_0)
                     a1_0 = vfma(s, w1, a1_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
 
 
 @inline
@@ -1419,9 +1469,11 @@ def _cv_1x1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WO
                     w0 = vload(w, wk)
                     s = vbroadcast_at(x, xk)
                     a0_0 = vfma(s, w0, a0_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
 
 
 @inline
@@ -1460,15 +1512,20 @@ def _cvc_4(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS
                         a1_0 = vfma(s, w1, a1_0)
                         a2_0 = vfma(s, w2, a2_0)
                         a3_0 = vfma(s, w3, a3_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
-    vstore(out, oo + 2 * OBS + 0 * VW, _fin(a2_0, code, p, q, bias, bo + 2 * VW))
-    vstore(out, oo + 3 * OBS + 0 * VW, _fin(a3_0, code, p, q, bias, bo + 3 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
+    vstore(out, oo + 2 * OBS + 0 * VW, vact(a2_0, code, p, q))
+    vstore(out, oo + 3 * OBS + 0 * VW, vact(a3_0, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 2 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 3 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
+        _prelu_px(out, oo + 2 * OBS + skip * VW, lim - skip, bias, bo + 2 * VW)
+        _prelu_px(out, oo + 3 * OBS + skip * VW, lim - skip, bias, bo + 3 * VW)
 
 
 @inline
@@ -1499,11 +1556,14 @@ def _cvc_2(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS
                         s = vbroadcast_at(x, xk)
                         a0_0 = vfma(s, w0, a0_0)
                         a1_0 = vfma(s, w1, a1_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
-    vstore(out, oo + 1 * OBS + 0 * VW, _fin(a1_0, code, p, q, bias, bo + 1 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
+    vstore(out, oo + 1 * OBS + 0 * VW, vact(a1_0, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
         _act_span(out, oo + 1 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
+        _prelu_px(out, oo + 1 * OBS + skip * VW, lim - skip, bias, bo + 1 * VW)
 
 
 @inline
@@ -1530,9 +1590,11 @@ def _cvc_1(x, xn, Ci, inb, HW, H, W, KH, KW, DH, DW, ih0, iw0, d, ps, w, wo, WOS
                         w0 = vload(w, wk)
                         s = vbroadcast_at(x, xk)
                         a0_0 = vfma(s, w0, a0_0)
-    vstore(out, oo + 0 * OBS + 0 * VW, _fin(a0_0, code, p, q, bias, bo + 0 * VW))
+    vstore(out, oo + 0 * OBS + 0 * VW, vact(a0_0, code, p, q))
     if CLIP < code < PRELU:
         _act_span(out, oo + 0 * OBS + skip * VW, (lim - skip) * VW, code, p, q)
+    elif code == PRELU:
+        _prelu_px(out, oo + 0 * OBS + skip * VW, lim - skip, bias, bo + 0 * VW)
 
 
 @inline
@@ -2321,10 +2383,13 @@ def _gen_epilogue(OB, PT, ind, res):
             L.append(f"{ind}if skip <= {i} and {i} < lim:")
             pre = ind + "    "
         for j in range(OB):
-            L.append(f"{pre}vstore(out, oo + {j} * OBS + {i} * VW, _fin({_gen_acc(j,i)}, code, p, q, bias, bo + {j} * VW))")
+            L.append(f"{pre}vstore(out, oo + {j} * OBS + {i} * VW, vact({_gen_acc(j,i)}, code, p, q))")
     L.append(f"{ind}if CLIP < code < PRELU:")
     for j in range(OB):
         L.append(f"{ind}    _act_span(out, oo + {j} * OBS + skip * VW, (lim - skip) * VW, code, p, q)")
+    L.append(f"{ind}elif code == PRELU:")
+    for j in range(OB):
+        L.append(f"{ind}    _prelu_px(out, oo + {j} * OBS + skip * VW, lim - skip, bias, bo + {j} * VW)")
     return L
 
 

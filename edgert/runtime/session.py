@@ -215,11 +215,12 @@ class Session:
 
 
     def layout_summary(self) -> dict:
-        """How many nodes run channel-blocked, with how many reorders (runtime/layout.py)."""
+        """How many nodes run channel-blocked, with how many reorders, and how many PRelu nodes the
+        planner folded into the conv before them (runtime/layout.py)."""
         from .prepare import layout_mode
         layout = self.plan.layout
         return {"mode": layout_mode(self.options), "block": layout.block, "blocked_nodes": len(layout.kinds),
-                "reorders": layout.reorders}
+                "reorders": layout.reorders, "fused_prelu": layout.fused}
 
 
 def _resolve(calls):
