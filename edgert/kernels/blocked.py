@@ -81,12 +81,13 @@ def vprelu(v, neg_slope):
     return vfma(neg_slope, vrelu(vmul(v, vbroadcast(-1.0))), vrelu(v))
 
 
-@kernel
+@inline
 def _prelu_px(y, o, n, bias, bo):
     """PRelu over n pixel vectors y[o:o+n*VW] of one output block, with the slope vector stored at
-    bias[len/2 + bo] (pack_prelu_bias): a tile's stores are still in L1. A call per block of a tile
+    bias[len/2 + bo] (pack_prelu_bias): a tile's stores are still in L1. A loop per block of a tile
     rather than the slope in every store's registers: inlined in each of the tiles' ~200 stores
-    it doubled the tiles' compile time (cold start 85 -> 160 s) for no measurable run-time gain."""
+    that doubled the tiles' compile time (cold start 88 -> 155-172 s); as a called function instead
+    of inlined it cost palm_detection_lite ~5% at 2 threads (a call per 6 pixels)."""
     ns = vmul(vload(bias, (bias.size >> 1) + bo), vbroadcast(-1.0))
     for i in range(n):
         vstore(y, o + i * VW, vprelu(vload(y, o + i * VW), ns))
