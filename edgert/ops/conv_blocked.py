@@ -26,7 +26,7 @@ def _threads(ctx, macs, items, min_macs):
 
 
 def _mt_args(T):
-    """The extra argument of a blocked _mt kernel: its shared work counter (kernels/blocked.py)."""
+    """The extra argument of a blocked _mt kernel: its work cursors (kernels/work.py)."""
     from ..kernels import blocked as KB
     return (KB.work_counter(T),) if T > 1 else ()
 

@@ -197,7 +197,7 @@ class PRelu(OpDef):
         res = len(ins) > 2
         g = np.array([N, CB, H * W, int(res)], np.int64)
         T = ctx.threads if ctx.threads > 1 and ins[0].size >= PARALLEL_MIN_ELEMENTS and N * CB > 1 else 1
-        from ..kernels.blocked import work_counter
+        from ..kernels.work import work_counter
         name = "f32_blocked_prelu" + ("_mt" if T > 1 else "")
         extra = (work_counter(T),) if T > 1 else ()
         dummy = np.zeros(1, np.float32)
