@@ -1,6 +1,6 @@
 """The layout planner folds a blocked PRelu into the blocked conv before it (runtime/layout.py,
 ``fuse_prelu``): which pairs fuse, and that a BlazeNet-like network gives its ops' reference outputs
-with the slope applied in the conv tiles' registers, at 1 and 2 threads."""
+with the slope applied by the conv tiles, at 1 and 2 threads."""
 
 import numpy as np
 import pytest

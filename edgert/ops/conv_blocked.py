@@ -8,6 +8,10 @@ Called by ``Conv.prepare`` when the planner stored the node's output blocked. Th
 * depthwise (``f32_blocked_dwconv``): VW channels per vector, any kernel size, stride and pads;
 * any other group-1 conv (``f32_blocked_conv``): direct convolution, reading a plain NCHW input
   (a network's stem) or a blocked one.
+
+The 1x1 and general kinds may carry activation 'prelu' with the slope as a 5th input: the layout
+planner folded the PRelu after them (runtime/layout.py, ``fuse_prelu``); the slope is packed after
+the bias (``pack_prelu_bias``).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def prepare_blocked(opdef, node, attrs, ins, outs, ctx, parallel_min_macs, dw_pa
     if attrs["activation"] == "prelu":  # fused by the layout planner (runtime/layout.py, fuse_prelu)
         bias = KB.pack_prelu_bias(bias, ctx.const(node.inputs[4]), M)
         act = (KB.PRELU, 0.0, 0.0)
-        fused = ", PRelu fused (its slope per channel applied in registers)"
+        fused = ", PRelu fused (its slope applied per output block of each tile, in L1)"
     else:
         act = act_args(attrs)
     vw = KB.VW

@@ -280,13 +280,14 @@ def plan_layout(graph, inferred, mode: str, vw: int, file=None) -> LayoutPlan:
     return LayoutPlan(steps, tensors, logical, blocked, kinds, reorders, vw, why_plain=why_plain, fused=fused)
 
 
-# Blocked conv kinds whose register epilogue applies a per-channel PRelu (kernels/blocked.py, PRELU).
+# Blocked conv kinds whose tiles apply a per-channel PRelu (kernels/blocked.py, PRELU).
 PRELU_INTO = ("conv1x1", "conv")
 
 
 def fuse_prelu(steps, kinds) -> int:
-    """Fold each blocked PRelu into the blocked conv whose output only it reads: the conv's output
-    goes through the slope in registers instead of a second pass over memory, which on two threads
+    """Fold each blocked PRelu into the blocked conv whose output only it reads: each output block of
+    a register tile goes through the slope while it is in L1, instead of a second pass over memory
+    (a separate node), which on two threads
     also means one parallel region instead of a parallel conv and a serial PRelu whose input half
     sits in the other core's cache (BlazeNet's conv -> PRelu pairs: 26 of palm_detection's 97 steps).
     PRelu(X + R) with X the conv's output moves R into a 1x1 conv as its residual (added before the
