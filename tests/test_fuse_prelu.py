@@ -106,7 +106,9 @@ def test_fused_network_matches_reference(threads):
     for n in small:
         parallel = threads > 1 and np.prod(n["shape"]) >= PARALLEL_MIN_FLOATS
         assert n["kernel"].endswith("_mt") == parallel, n
-    assert threads == 1 or sum(n["kernel"].endswith("_mt") for n in small) == 3  # all but the pool
+    # Channel counts scale with VW: at 2 threads both paths run (pool serial, resize and head over
+    # threads; the pad over threads from VW 8).
+    assert threads == 1 or 2 <= sum(n["kernel"].endswith("_mt") for n in small) <= 3
 
 
 @pytest.mark.arm
