@@ -56,7 +56,7 @@ import numpy as np
 
 from ._jit import inline, kernel, prange
 from .act import CLIP, RELU, apply_act, vact
-from .work import start_work, take, work_counter  # noqa: F401  (work_counter: the _mt kernels' argument)
+from .work import band_item, row_chunks, start_work, take, work_counter  # noqa: F401  (work_counter: the _mt kernels' argument)
 from .simd import VW, vadd, vbroadcast, vbroadcast_at, vclamp, vfence, vfma, vload, vmul, vrelu, vstore
 
 # Geometry fields.
@@ -2169,7 +2169,7 @@ def _dw_split(g):
     """(blocks, row chunks per block): enough items for MT_ITEMS in parallel, and at least 4 row
     chunks, so that workers' bands (work.py) are bands of rows, as in the 1x1 convs around."""
     nblk = g[DW_N] * g[DW_CB]
-    return nblk, max(min(g[DW_OH], np.int64(4)), min(g[DW_OH], (MT_ITEMS + nblk - 1) // nblk))
+    return nblk, row_chunks(nblk, g[DW_OH], MT_ITEMS)
 
 
 @kernel
@@ -2188,9 +2188,8 @@ def f32_blocked_dwconv_mt(x, w, bias, out, g, code, p, q, work):
     for _t in prange(work[0]):
         it = take(work, _t, nblk * nch)
         while it >= 0:
-            ch = it // nblk  # row chunk first: a worker's band of items is a band of rows (work.py)
-            nb = it - ch * nblk
-            _dw_rows(x, w, bias, out, g, nb, ch * OH // nch, (ch + 1) * OH // nch, code, p, q)
+            nb, oh0, oh1 = band_item(it, nblk, OH, nch)
+            _dw_rows(x, w, bias, out, g, nb, oh0, oh1, code, p, q)
             it = take(work, _t, nblk * nch)
 
 

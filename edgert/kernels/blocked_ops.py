@@ -20,7 +20,7 @@ from ._jit import inline, kernel, prange
 from .act import vact
 from .blocked import MT_ITEMS, vprelu
 from .simd import VW, vadd, vbroadcast, vfma, vload, vmul, vstore
-from .work import PARALLEL_MIN_FLOATS, start_work, take, work_counter
+from .work import PARALLEL_MIN_FLOATS, band_item, row_chunks, start_work, take, work_counter
 
 
 def threads_for(threads: int, floats: int) -> tuple:
@@ -79,13 +79,6 @@ def _maxpool_rows(x, out, g, b, oh0, oh1):
                         out[o + lane] = v if (v > m or v != v) else m
 
 
-@inline
-def _row_items(planes, rows):
-    """Row chunks per plane for the _mt kernels below: about MT_ITEMS items in all, and at least 4
-    chunks, so that workers' bands (work.py) are bands of rows."""
-    return max(min(rows, np.int64(4)), min(rows, (MT_ITEMS + planes - 1) // planes))
-
-
 @kernel
 def f32_blocked_maxpool(x, out, g):
     """Max over each window, VW channels at a time; taps outside the input are skipped (ONNX's -inf
@@ -98,14 +91,13 @@ def f32_blocked_maxpool(x, out, g):
 def f32_blocked_maxpool_mt(x, out, g, work):
     """``f32_blocked_maxpool`` over work[0] workers taking (plane, row chunk) items (work.py)."""
     planes, OH = g[MP_PLANES], g[MP_OH]
-    nch = _row_items(planes, OH)
+    nch = row_chunks(planes, OH, MT_ITEMS)
     start_work(work)
     for _t in prange(work[0]):
         it = take(work, _t, planes * nch)
         while it >= 0:
-            c = it // planes  # row chunk first (work.py)
-            b = it - c * planes
-            _maxpool_rows(x, out, g, b, c * OH // nch, (c + 1) * OH // nch)
+            b, oh0, oh1 = band_item(it, planes, OH, nch)
+            _maxpool_rows(x, out, g, b, oh0, oh1)
             it = take(work, _t, planes * nch)
 
 
@@ -186,14 +178,13 @@ def f32_blocked_to_nhwc(x, out, g):
 def f32_blocked_to_nhwc_mt(x, out, g, work):
     """``f32_blocked_to_nhwc`` over work[0] workers taking (image, pixel span) items (work.py)."""
     N, P = g[0], g[2]
-    nch = _row_items(N, P)
+    nch = row_chunks(N, P, MT_ITEMS)
     start_work(work)
     for _t in prange(work[0]):
         it = take(work, _t, N * nch)
         while it >= 0:
-            c = it // N  # pixel span first (work.py)
-            n = it - c * N
-            _to_nhwc_px(x, out, g, n, c * P // nch, (c + 1) * P // nch)
+            n, p0, p1 = band_item(it, N, P, nch)
+            _to_nhwc_px(x, out, g, n, p0, p1)
             it = take(work, _t, N * nch)
 
 
@@ -228,16 +219,13 @@ def f32_blocked_prelu_mt(x, r, slope, out, g, work):
     """``f32_blocked_prelu`` over work[0] workers taking (block, pixel span) items (work.py)."""
     P, planes = g[2], g[0] * g[1]
     spans = max(min(P, np.int64(4)), (P + PRELU_ITEM_PIXELS - 1) // PRELU_ITEM_PIXELS)
-    per = (P + spans - 1) // spans
     total = planes * spans
     start_work(work)
     for _t in prange(work[0]):
         it = take(work, _t, total)
         while it >= 0:
-            sp = it // planes  # pixel span first (work.py)
-            b = it - sp * planes
-            p0 = sp * per
-            _prelu_span(x, r, slope, out, g, b, p0, min(p0 + per, P))
+            b, p0, p1 = band_item(it, planes, P, spans)
+            _prelu_span(x, r, slope, out, g, b, p0, p1)
             it = take(work, _t, total)
 
 
@@ -272,14 +260,13 @@ def f32_blocked_resize_linear(x, out, h0, h1, hw, w0, w1, ww, g):
 def f32_blocked_resize_linear_mt(x, out, h0, h1, hw, w0, w1, ww, g, work):
     """``f32_blocked_resize_linear`` over work[0] workers taking (plane, row chunk) items (work.py)."""
     planes, OH = g[0], g[3]
-    nch = _row_items(planes, OH)
+    nch = row_chunks(planes, OH, MT_ITEMS)
     start_work(work)
     for _t in prange(work[0]):
         it = take(work, _t, planes * nch)
         while it >= 0:
-            c = it // planes  # row chunk first (work.py)
-            b = it - c * planes
-            _resize_linear_rows(x, out, h0, h1, hw, w0, w1, ww, g, b, c * OH // nch, (c + 1) * OH // nch)
+            b, oh0, oh1 = band_item(it, planes, OH, nch)
+            _resize_linear_rows(x, out, h0, h1, hw, w0, w1, ww, g, b, oh0, oh1)
             it = take(work, _t, planes * nch)
 
 
@@ -306,14 +293,13 @@ def f32_blocked_resize_nearest(x, out, rows, cols, g):
 def f32_blocked_resize_nearest_mt(x, out, rows, cols, g, work):
     """``f32_blocked_resize_nearest`` over work[0] workers taking (plane, row chunk) items (work.py)."""
     planes, OH = g[0], g[3]
-    nch = _row_items(planes, OH)
+    nch = row_chunks(planes, OH, MT_ITEMS)
     start_work(work)
     for _t in prange(work[0]):
         it = take(work, _t, planes * nch)
         while it >= 0:
-            c = it // planes  # row chunk first (work.py)
-            b = it - c * planes
-            _resize_nearest_rows(x, out, rows, cols, g, b, c * OH // nch, (c + 1) * OH // nch)
+            b, oh0, oh1 = band_item(it, planes, OH, nch)
+            _resize_nearest_rows(x, out, rows, cols, g, b, oh0, oh1)
             it = take(work, _t, planes * nch)
 
 
@@ -330,8 +316,7 @@ def f32_blocked_add_mt(a, b, out, P, code, p, q, work):
     for _t in prange(work[0]):
         it = take(work, _t, total)
         while it >= 0:
-            sp = it // planes
-            pl = it - sp * planes
-            for o in range((pl * P + sp * P // spans) * VW, (pl * P + (sp + 1) * P // spans) * VW, VW):
+            pl, p0, p1 = band_item(it, planes, P, spans)
+            for o in range((pl * P + p0) * VW, (pl * P + p1) * VW, VW):
                 vstore(out, o, vact(vadd(vload(a, o), vload(b, o)), code, p, q))
             it = take(work, _t, total)

@@ -57,3 +57,19 @@ def take(work, t, n):
         if i < (u + 1) * n // T:
             return i
     return -1
+
+
+@inline
+def row_chunks(planes, rows, items):
+    """Row (or pixel) spans per plane for a kernel whose items are (span, plane): about ``items``
+    items in all, and at least 4 spans, so that workers' bands are bands of rows."""
+    return max(min(rows, np.int64(4)), min(rows, (items + planes - 1) // planes))
+
+
+@inline
+def band_item(it, planes, rows, chunks):
+    """(plane, first row, end row) of item it, items numbered span first: a worker's band of items
+    is then a band of rows across all planes."""
+    c = it // planes
+    b = it - c * planes
+    return b, c * rows // chunks, (c + 1) * rows // chunks
