@@ -32,17 +32,35 @@ TILE_V = 4  # vectors per register tile (16 registers on AVX-512/NEON: 4 accumul
 TILE = TILE_V * VW  # pixels per tile
 
 
-def chunks(n_pixels: int, n_rows: int, threads: int) -> tuple:
-    """(pixel chunks, channel chunks) giving at least ~8 items per thread when possible: one channel
-    band per thread (items are numbered channel chunk first, so on idle cores worker t writes the
-    t-th band of output planes, which the NCHW depthwise conv after it reads on the same core),
-    pixels split at tile boundaries within. Workers take what is left of the others' bands (work.py),
-    so unequal items (a last partial tile, rows with more nonzeros) even out: with 4 items per
-    thread taken statically, 14x14 maps (3 full tiles of 64 pixels and one of 4 at VW 16) split
-    128 : 68 pixels and scaled 1.5x on 2 threads."""
+def use_pixel_bands(n_pixels: int, n_rows: int, n_cols: int, threads: int) -> bool:
+    """Split a layer's work in bands of pixels rather than of output channels? Each worker then reads
+    only its band of the input instead of all of it, but a band's end cuts a register tile short
+    (a 7x7 map split 32 + 17 pixels loads 4 vectors per nonzero for each part: 2x slower). Measured
+    on pose_detection's 38 sparse layers at 2 threads (2026-11-28): pixel bands win on 112x112 and
+    56x56 maps (0.120 -> 0.089 ms on 16 -> 64 channels at 112x112) and on 28x28 projections (more
+    input than output channels), lose on 28x28 expansions, tie or lose at 14x14 and lose at 7x7."""
+    tiles = n_pixels // TILE
+    return (threads > 1 and tiles >= 4 * threads and n_pixels >= 256 * threads
+            and (n_rows <= n_cols or tiles >= 32 * threads))
+
+
+def chunks(n_pixels: int, n_rows: int, threads: int, pixel_bands: bool = False) -> tuple:
+    """(pixel chunks, channel chunks) giving at least ~8 items per thread when possible.
+
+    Channel bands (items numbered channel chunk first): on idle cores worker t writes the t-th band
+    of output planes, which the NCHW depthwise conv after it reads on the same core; the pixels are
+    split at tile boundaries within. Pixel bands (pixel chunk first, a multiple of ``threads`` chunks
+    split evenly at vector bounds): worker t reads and writes only the t-th band of pixels of every
+    plane. Workers take what is left of the others' bands (work.py), so unequal items (a last
+    partial tile, rows with more nonzeros) even out: with 4 items per thread taken statically, 14x14
+    maps (3 full tiles of 64 pixels and one of 4 at VW 16) split 128 : 68 pixels and scaled 1.5x on
+    2 threads."""
     if threads <= 1:
         return 1, 1
     want = 8 * threads
+    if pixel_bands:
+        pc = max(threads, min(want, n_pixels // TILE) // threads * threads)
+        return pc, max(1, min(n_rows, -(-want // pc)))
     tiles = -(-n_pixels // TILE)
     mc = max(1, min(n_rows, threads))  # channel bands first, as the depthwise convs around split planes
     pc = max(1, min(tiles, -(-want // mc)))
@@ -196,10 +214,13 @@ def f32_spmm_rows(x, values, offs, rowptr, bias, res, has_res, out, nimg, M, K, 
 
 @kernel(parallel=True)
 def f32_spmm_rows_mt(x, values, offs, rowptr, bias, res, has_res, out, nimg, M, K, P, code, a, b, pchunks, mchunks,
-                     work):
-    """f32_spmm_rows over nimg * pchunks * mchunks independent items (channel chunks first, pixel
-    chunks at tile bounds within), taken by work[0] workers (work.py)."""
+                     pixel_bands, work):
+    """f32_spmm_rows over nimg * pchunks * mchunks independent items, taken by work[0] workers
+    (work.py). With pixel_bands the items are numbered pixel chunk first and the chunks split P
+    evenly at vector bounds (a worker's band is a band of pixels of every plane); without, channel
+    chunk first and the pixel chunks at tile bounds (a band of output planes). See ``chunks``."""
     tiles = (P + TILE - 1) // TILE
+    vecs = (P + VW - 1) // VW
     per = nimg * pchunks * mchunks
     start_work(work)
     for _t in prange(work[0]):
@@ -207,10 +228,16 @@ def f32_spmm_rows_mt(x, values, offs, rowptr, bias, res, has_res, out, nimg, M, 
         while item >= 0:
             n = item // (pchunks * mchunks)
             r = item - n * pchunks * mchunks
-            mc = r // pchunks  # channel chunk first: a worker's band is a band of output planes
-            pc = r - mc * pchunks
-            p0 = min(P, (tiles * pc // pchunks) * TILE)
-            p1 = min(P, (tiles * (pc + 1) // pchunks) * TILE)
+            if pixel_bands:
+                pc = r // mchunks
+                mc = r - pc * mchunks
+                p0 = min(P, (vecs * pc // pchunks) * VW)
+                p1 = min(P, (vecs * (pc + 1) // pchunks) * VW)
+            else:
+                mc = r // pchunks
+                pc = r - mc * pchunks
+                p0 = min(P, (tiles * pc // pchunks) * TILE)
+                p1 = min(P, (tiles * (pc + 1) // pchunks) * TILE)
             m0 = M * mc // mchunks
             m1 = M * (mc + 1) // mchunks
             if p1 > p0 and m1 > m0:

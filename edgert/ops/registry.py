@@ -36,6 +36,11 @@ class Prepared:
     scratch: list = field(default_factory=list)  # [(shape, dtype)] live only during this node
     reason: str = ""
     packed: dict = field(default_factory=dict)  # name -> array kept alive for the session (persistent)
+    # For the memory planner on several threads (runtime/planner.py, REUSE_GAP): every worker reads
+    # all of input 0 (a sparse 1x1 split by output channels), or the workers write the output in
+    # bands with little arithmetic per byte (an NCHW depthwise conv split by planes).
+    shares_input: bool = False
+    writes_bands: bool = False
 
     @property
     def persistent_bytes(self) -> int:

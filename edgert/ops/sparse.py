@@ -231,16 +231,19 @@ class SparseConv1x1(OpDef):
         packed = {"values": vals, "offs": offs, "rowptr": rowptr,
                   "bias": writable(bias) if bias is not None else np.zeros(M, np.float32)}
         T = ctx.threads if ctx.threads > 1 and 2 * len(vals) * P * N >= PARALLEL_MIN_MACS else 1
-        pc, mc = KS.chunks(P, M, T)
+        pixel_bands = KS.use_pixel_bands(P, M, K, T)
+        pc, mc = KS.chunks(P, M, T, pixel_bands)
         name = "f32_spmm_rows" + ("_mt" if T > 1 and pc * mc * N > 1 else "")
-        extra = (pc, mc, work_counter(T)) if name.endswith("_mt") else ()
+        extra = (pc, mc, pixel_bands, work_counter(T)) if name.endswith("_mt") else ()
         act = act_args(attrs)
         return Prepared(name, getattr(KS, name),
                         lambda i, o, s: (flat(writable(i[0])), vals, offs, rowptr, packed["bias"],
                                          flat(i[5]) if has_res else _NO_RES, has_res, flat(o[0]),
                                          N, M, K, P, *act, *extra),
-                        packed=packed, reason=f"sparse: {why}; CSR x CHW, {P} pixels, "
-                                              f"{T} thread{'s' if T > 1 else ''}")
+                        packed=packed, shares_input=name.endswith("_mt") and not pixel_bands,
+                        reason=f"sparse: {why}; CSR x CHW, {P} pixels, {T} thread{'s' if T > 1 else ''}"
+                               + (f", bands of {'pixels' if pixel_bands else 'output channels'}"
+                                  if name.endswith("_mt") else ""))
 
     def _dense(self, node, attrs, ins, outs, ctx, w, bias, has_res, why):
         M, K = w.shape

@@ -187,11 +187,13 @@ def test_board_profile_throughputs_drive_the_choice():
 
 @pytest.mark.arm
 @settings(max_examples=10, deadline=None)
-@given(m=st.integers(1, 40), k=st.integers(1, 40), pixels=st.sampled_from([1, 49, 196, 3 * KS.TILE + 5]),
-       nimg=st.integers(1, 2), workers=st.integers(2, 3), residual=st.booleans(), seed=st.integers(0, 99))
-def test_spmm_rows_mt_matches_serial(m, k, pixels, nimg, workers, residual, seed):
+@given(m=st.integers(1, 40), k=st.integers(1, 40), pixels=st.sampled_from([1, 49, 196, 784, 3 * KS.TILE + 5]),
+       nimg=st.integers(1, 2), workers=st.integers(2, 3), residual=st.booleans(), pixel_bands=st.booleans(),
+       seed=st.integers(0, 99))
+def test_spmm_rows_mt_matches_serial(m, k, pixels, nimg, workers, residual, pixel_bands, seed):
     """Items taken from the shared counter by more workers than threads: each item exactly once,
-    so the result is bitwise the serial kernel's (a fused residual read before it is written)."""
+    so the result is bitwise the serial kernel's (a fused residual read before it is written), with
+    bands of output channels or of pixels (partial tiles of 2, 3 and 4 vectors at a band's end)."""
     rng = np.random.default_rng(seed)
     values, cols, rowptr = to_csr(pruned(rng, m, k, 0.7), (1, 1))
     offs = cols.astype(np.int64) * pixels
@@ -200,8 +202,8 @@ def test_spmm_rows_mt_matches_serial(m, k, pixels, nimg, workers, residual, seed
     res = rng.standard_normal(nimg * m * pixels).astype(np.float32)
     want = np.zeros(nimg * m * pixels, np.float32)
     KS.f32_spmm_rows(x, values, offs, rowptr, bias, res, residual, want, nimg, m, k, pixels, 1, 0.0, 0.0)
-    pc, mc = KS.chunks(pixels, m, workers)
+    pc, mc = KS.chunks(pixels, m, workers, pixel_bands)
     got = np.full_like(want, 7.0)
     KS.f32_spmm_rows_mt(x, values, offs, rowptr, bias, res, residual, got, nimg, m, k, pixels, 1, 0.0, 0.0, pc, mc,
-                        work_counter(workers))
+                        pixel_bands, work_counter(workers))
     np.testing.assert_array_equal(got, want)
