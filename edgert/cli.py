@@ -269,6 +269,11 @@ def inspect(model, as_json, threads, board, memory_budget):
                f"   packed weights: {_fmt_bytes(info['packed_bytes'])}")
     click.echo(f"arena: {_fmt_bytes(mem['arena_bytes'])}   lower bound: {_fmt_bytes(mem['lower_bound_bytes'])}"
                f"   ratio {mem['ratio']:.3f} ({mem['strategy']}, {mem['buffers']} buffers)")
+    if "gap_arena_bytes" in mem:
+        gap = (f"not reused by a band-written output for {mem['reuse_gap']} steps" if mem["reuse_gap"] else
+               "reused at once: the memory budget has no room for the reuse gap")
+        click.echo(f"threads: a buffer every worker reads is {gap} (arena {_fmt_bytes(mem['plain_arena_bytes'])}"
+                   f" without the gap, {_fmt_bytes(mem['gap_arena_bytes'])} with)")
     saved = sum(n.get("in_place_bytes", 0) for n in info["nodes"])
     if saved:
         click.echo(f"in place: {sum(1 for n in info['nodes'] if n.get('in_place_bytes'))} nodes write over their "

@@ -59,3 +59,59 @@ def test_inplace_and_views_share_one_buffer_and_results_stay_right():
     np.testing.assert_allclose(sess.run({"x": x})["u"], 1 / (1 + np.exp(-r)) + r, rtol=1e-6)
     check_no_overlap(sess.plan)
     assert sess.plan.arena_bytes == sess.plan.lower_bound
+
+
+def shares_bytes(a, b):
+    return a.size and b.size and a.offset < b.offset + b.size and b.offset < a.offset + a.size
+
+
+def check_reuse_gap(plan, gap):
+    """No buffer written in bands shares bytes with one every worker read less than gap steps before."""
+    for a in plan.buffers:
+        for b in plan.buffers:
+            if a.shared_read and b.band_write and a.last < b.first <= a.last + gap:
+                assert not shares_bytes(a, b), (a, b)
+
+
+@st.composite
+def flagged_buffer_sets(draw):
+    out = draw(buffer_sets())
+    for b in out:
+        b.shared_read, b.band_write = draw(st.booleans()), draw(st.booleans())
+    return out
+
+
+@pytest.mark.arm
+@given(flagged_buffer_sets(), st.integers(1, 10))
+def test_reuse_gap_keeps_shared_reads_from_band_writes(buffers, gap):
+    plan = plan_memory(buffers, reuse_gap=gap)
+    check_no_overlap(plan)
+    check_reuse_gap(plan, gap)
+    assert plan.arena_bytes >= plan.lower_bound
+
+
+def mbconv_chain(n=4):
+    """A chain of depthwise (band-written, read by every worker of the next 1x1) and 1x1 outputs:
+    d0 -> p0 -> d1 -> p1 ...; the plain plan puts d1 where d0 was (two slots suffice)."""
+    bufs = []
+    for i in range(n):
+        bufs.append(Buffer(f"d{i}", 1024, 2 * i, 2 * i + 1, shared_read=True, band_write=True))
+        bufs.append(Buffer(f"p{i}", 1024, 2 * i + 1, 2 * i + 2))
+    return bufs
+
+
+def test_reuse_gap_moves_a_depthwise_output_off_the_last_one():
+    plain = plan_memory(mbconv_chain())
+    assert plain.offset_of("d1") == plain.offset_of("d0") and plain.notes == {}
+    gapped = plan_memory(mbconv_chain(), reuse_gap=3)
+    assert gapped.offset_of("d1") != gapped.offset_of("d0")
+    check_reuse_gap(gapped, 3)
+    assert gapped.notes["plain_arena_bytes"] == plain.arena_bytes == 2048
+    assert gapped.arena_bytes == gapped.notes["gap_arena_bytes"] > 2048 and "reuse gap 3" in gapped.strategy
+
+
+def test_reuse_gap_gives_way_to_the_memory_budget():
+    plan = plan_memory(mbconv_chain(), reuse_gap=3, arena_limit=2048)
+    assert plan.arena_bytes == 2048 and plan.notes["reuse_gap"] == 0
+    assert plan.notes["gap_arena_bytes"] > 2048
+    assert plan_memory(mbconv_chain(), reuse_gap=3, arena_limit=10 ** 6).notes["reuse_gap"] == 3

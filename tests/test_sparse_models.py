@@ -157,3 +157,32 @@ def test_sparse_threshold_option(small_mobilenet, tmp_path):
                                   "--quiet", "--sparse-threshold", "0.3"])
     assert r.exit_code == 0, r.output
     assert "SparseConv1x1" in r.output
+
+
+@pytest.mark.arm
+def test_two_threads_bands_and_reuse_gap(tmp_path, monkeypatch):
+    """At 2 threads the sparse 1x1s split large maps by pixels and small ones by output channels, the
+    memory plan keeps their shared inputs from the depthwise outputs (planner.REUSE_GAP), and the
+    result is the 1-thread one. MobileNetV2 at 160x160 pruned to 75%, as pose_detection's layers."""
+    from edgert.runtime.planner import REUSE_GAP, check_no_overlap
+    from tests.test_planner import check_reuse_gap
+    model = mobilenet_v2(size=160, width=1.0, num_classes=10, seed=5)
+    prune_onnx_model(model, 0.75)
+    (tmp_path / "p75.onnx").write_bytes(model.SerializeToString())
+    convert(tmp_path / "p75.onnx", tmp_path / "p75.ert")
+    one = load(tmp_path / "p75.ert", threads=1, options={"sparse": "always"})
+    two = load(tmp_path / "p75.ert", threads=2, options={"sparse": "always"})
+    reasons = [n["reason"] for n in two.describe()["nodes"] if n["kernel"] == "f32_spmm_rows_mt"]
+    assert any("bands of pixels" in r for r in reasons) and any("bands of output channels" in r for r in reasons)
+    assert two.plan.notes["reuse_gap"] == REUSE_GAP and "reuse gap" in two.plan.strategy
+    assert sum(b.shared_read for b in two.plan.buffers) and sum(b.band_write for b in two.plan.buffers)
+    check_no_overlap(two.plan)
+    check_reuse_gap(two.plan, REUSE_GAP)
+    assert one.plan.notes == {}
+    monkeypatch.setenv("EDGERT_SPARSE", "auto")  # restored after the test: --sparse sets it for the process
+    r = CliRunner().invoke(main, ["inspect", str(tmp_path / "p75.ert"), "--threads", "2", "--sparse", "on"])
+    assert r.exit_code == 0, r.output
+    assert f"not reused by a band-written output for {REUSE_GAP} steps" in r.output
+    x = {one.inputs[0].name: np.random.default_rng(2).random((1, 3, 160, 160)).astype(np.float32)}
+    for k, v in one.run(x).items():
+        assert_close(two.run(x)[k], v, rtol=1e-5, atol=1e-5, what=k)

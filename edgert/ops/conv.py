@@ -290,7 +290,7 @@ class Conv(OpDef):
         per_worker = (KD.grid_layout(OH, OW, kh, sh)[3] if grid else
                       KD.rows_scratch_floats(OH, OW, kh, sh) if direct else KD.scratch_floats(g))
         return Prepared(name, getattr(KD, name), bind, scratch=[((T, per_worker), "f32")], packed=packed,
-                        reason=f"depthwise {what}, {N * M} planes of {OH}x{OW}{mult}, "
+                        writes_bands=T > 1, reason=f"depthwise {what}, {N * M} planes of {OH}x{OW}{mult}, "
                                f"{T} thread{'s' if T > 1 else ''}")
 
     def _depthwise_cvec(self, node, attrs, ins, outs, ctx, macs, w, b):

@@ -10,7 +10,7 @@ from ..ir.graph import Graph, TensorInfo
 from ..ops import get_op
 from ..ops.registry import PrepareContext, Prepared
 from .layout import DEFAULT_MODE, plan_layout
-from .planner import Buffer, MemoryPlan, plan_memory
+from .planner import REUSE_GAP, Buffer, MemoryPlan, plan_memory
 
 
 @dataclass
@@ -84,10 +84,11 @@ def layout_mode(options) -> str:
     return (options or {}).get("layout") or os.environ.get("EDGERT_LAYOUT") or DEFAULT_MODE
 
 
-def prepare_graph(graph: Graph, threads: int = 1, file=None, options=None):
+def prepare_graph(graph: Graph, threads: int = 1, file=None, options=None, memory_budget=None):
     """Infer, choose the layout, prepare every node, and plan memory. Returns (prepared nodes, plan,
     tensor->buffer map); ``plan.layout`` holds the layout decisions and every buffer's physical
-    TensorInfo (``plan.layout.tensors``; blocked tensors are 5-D, see runtime/layout.py)."""
+    TensorInfo (``plan.layout.tensors``; blocked tensors are 5-D, see runtime/layout.py).
+    ``memory_budget`` (bytes) bounds what the planner may spend on the threads' reuse gap."""
     from ..kernels.simd import VW
     inferred = infer_graph(graph, file=file)
     layout = plan_layout(graph, inferred, layout_mode(options), VW, file=file)
@@ -127,9 +128,28 @@ def prepare_graph(graph: Graph, threads: int = 1, file=None, options=None):
                     and _group_last_use(groups, src, last_use) == step):
                 groups.union(src, node.outputs[0])
     buffers = _tensor_buffers(graph, tensors, groups, steps, n_steps) + scratch_buffers
-    plan = plan_memory(buffers)
+    _mark_sharing(buffers, prepared_nodes, groups, graph)
+    limit = None
+    if memory_budget is not None:
+        limit = memory_budget - sum(v.nbytes for v in graph.consts.values()) - sum(
+            p.prepared.persistent_bytes for p in prepared_nodes if p.prepared)
+    plan = plan_memory(buffers, REUSE_GAP if threads > 1 else 0, limit)
     plan.layout = layout
     return prepared_nodes, plan, groups
+
+
+def _mark_sharing(buffers, prepared_nodes, groups, graph):
+    """Flag the buffers the planner's reuse gap is about (planner.REUSE_GAP): read by every worker,
+    or written in bands by a kernel with little arithmetic per byte."""
+    index = {b.name: b for b in buffers}
+    for pn in prepared_nodes:
+        p = pn.prepared
+        if p is None:
+            continue
+        if p.shares_input and pn.node.inputs and pn.node.inputs[0] not in graph.consts:
+            index[groups.find(pn.node.inputs[0])].shared_read = True
+        if p.writes_bands:
+            index[groups.find(pn.node.outputs[0])].band_write = True
 
 
 def _group_last_use(groups, name, last_use):
@@ -161,7 +181,7 @@ def _tensor_buffers(graph, tensors, groups, steps, n_steps):
 def summarize(plan: MemoryPlan) -> dict:
     return {"arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.lower_bound,
             "ratio": round(plan.arena_bytes / plan.lower_bound, 4) if plan.lower_bound else 1.0,
-            "strategy": plan.strategy, "buffers": len(plan.buffers)}
+            "strategy": plan.strategy, "buffers": len(plan.buffers), **plan.notes}
 
 
 def with_input_shapes(graph: Graph, input_shapes: dict, file=None) -> Graph:

@@ -53,7 +53,8 @@ class Session:
             self.options.setdefault("board", self.board)
         t0 = time.perf_counter()
         self.nodes, self.plan, self._groups = prepare_graph(graph, threads=self.threads, file=self.path,
-                                                            options=self.options)
+                                                            options=self.options,
+                                                            memory_budget=self.resources.budget_bytes)
         self.budget = check_budget(self.resources, self.plan.arena_bytes,
                                    sum(p.prepared.persistent_bytes for p in self.nodes if p.prepared),
                                    sum(v.nbytes for v in graph.consts.values()), file=self.path)
