@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._jit import inline, kernel, prange
 from .act import CLIP, HARDSWISH, NONE, RELU, SIGMOID, apply_act
+from .work import start_work, take
 
 ADD, SUB, MUL, DIV, MAX, MIN, POW = range(7)
 BINARY_CODES = {"Add": ADD, "Sub": SUB, "Mul": MUL, "Div": DIV, "Max": MAX, "Min": MIN, "Pow": POW}
@@ -60,6 +61,24 @@ def f32_binary_same(a, b, out, op, code, p, q):
         _same_loop(a, b, out, MUL, NONE, p, q)
     else:
         _same_loop(a, b, out, op, code, p, q)
+
+
+@kernel(parallel=True)
+def f32_binary_same_mt(a, b, out, op, code, p, q, work):
+    """``f32_binary_same`` by work[0] workers, each taking chunks of the flat range in order (work.py):
+    on idle cores worker t writes the t-th contiguous part, the band of planes an NCHW depthwise conv
+    after it reads on the same core. Chunks are whole cache lines (16 floats)."""
+    n = out.size
+    items = 8 * work[0]
+    lines = (n + 15) // 16
+    start_work(work)
+    for _t in prange(work[0]):
+        it = take(work, _t, items)
+        while it >= 0:
+            i0 = min(n, lines * it // items * 16)
+            i1 = min(n, lines * (it + 1) // items * 16)
+            f32_binary_same(a[i0:i1], b[i0:i1], out[i0:i1], op, code, p, q)
+            it = take(work, _t, items)
 
 
 @kernel

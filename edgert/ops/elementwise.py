@@ -19,7 +19,7 @@ class _Binary(OpDef):
     attrs = dict(ACT_ATTRS)
     num_inputs = (2, 2)
     inplace = 0
-    kernels = ("f32_binary_same", "f32_blocked_add_mt", "f32_binary_scalar_a", "f32_binary_scalar_b", "f32_binary_strided4",
+    kernels = ("f32_binary_same", "f32_binary_same_mt", "f32_blocked_add_mt", "f32_binary_scalar_a", "f32_binary_scalar_b", "f32_binary_strided4",
                "np_binary", "f32_blocked_scale")
 
     def infer(self, node, attrs, ins, ctx):
@@ -58,6 +58,13 @@ class _Binary(OpDef):
                                     lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), P, *act, *mt),
                                     reason="same shapes (blocked): vectors over threads")
             # Blocked tensors of one shape have one physical layout too: the same flat loop.
+            from ..kernels import blocked_ops as KBO
+            _, mt = KBO.threads_for(ctx.threads, out.size)
+            if mt:
+                return Prepared("f32_binary_same_mt", K.f32_binary_same_mt,
+                                lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), op, *act, *mt),
+                                reason="same shapes: flat loop, contiguous chunks over threads"
+                                       + (" (blocked)" if ctx.is_blocked(node.outputs[0]) else ""))
             return Prepared("f32_binary_same", K.f32_binary_same,
                             lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), op, *act),
                             reason="same shapes: flat loop" + (" (blocked)" if ctx.is_blocked(node.outputs[0]) else ""))

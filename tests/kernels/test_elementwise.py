@@ -54,6 +54,37 @@ def test_prelu_with_fused_addend_matches_reference(shape, slope_kind, const, see
     assert_close(got[0], want[0], what="PRelu+R")
 
 
+@pytest.mark.arm
+@given(op=st.sampled_from(BINARY), act=st.sampled_from(["none", "relu", "clip", "sigmoid"]),
+       n=st.integers(1, 5000), workers=st.integers(2, 3), seed=st.integers(0, 2**31 - 1))
+def test_binary_same_mt_is_the_serial_loop(op, act, n, workers, seed):
+    """Contiguous chunks taken by more workers than threads: every element exactly once, bitwise the
+    serial kernel's, also writing over an operand (out is a)."""
+    from edgert.kernels import elementwise as K
+    from edgert.kernels.act import CODES as C
+    from edgert.kernels.work import work_counter
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal(n).astype(np.float32), rng.uniform(0.5, 2.0, n).astype(np.float32)
+    want = np.empty_like(a)
+    K.f32_binary_same(a, b, want, K.BINARY_CODES[op], C[act], -1.0, 1.0)
+    got = np.full_like(a, 7.0)
+    K.f32_binary_same_mt(a, b, got, K.BINARY_CODES[op], C[act], -1.0, 1.0, work_counter(workers))
+    np.testing.assert_array_equal(got, want)
+    K.f32_binary_same_mt(a, b, a, K.BINARY_CODES[op], C[act], -1.0, 1.0, work_counter(workers))
+    np.testing.assert_array_equal(a, want)
+
+
+@pytest.mark.parametrize("shape", [(1, 96, 28, 28), (2, 3, 101, 103)])
+def test_binary_same_two_threads(shape):
+    rng = np.random.default_rng(4)
+    inputs = [("a", rng.standard_normal(shape).astype(np.float32)), ("b", rng.standard_normal(shape).astype(np.float32))]
+    got, want, sess = run_both("Add", inputs, {"activation": "relu", "act_a": 0.0, "act_b": 0.0}, threads=2)
+    assert sess.describe()["nodes"][0]["kernel"] == "f32_binary_same_mt"
+    assert_close(got[0], want[0], what="Add _mt")
+    small, _, sess = run_both("Add", [(k, v[..., :4, :4]) for k, v in inputs], threads=2)
+    assert sess.describe()["nodes"][0]["kernel"] == "f32_binary_same"  # too small to start the threads
+
+
 @pytest.mark.parametrize("addend", [False, True])
 @pytest.mark.parametrize("shape,slope_shape", [((1, 32, 96, 96), (32, 1, 1)), ((2, 5, 130, 103), (5, 1, 1)),
                                                ((1, 3, 211, 212), (3, 1, 212))])
