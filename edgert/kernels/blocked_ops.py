@@ -20,15 +20,7 @@ from ._jit import inline, kernel, prange
 from .act import vact
 from .blocked import MT_ITEMS, vprelu
 from .simd import VW, vadd, vbroadcast, vfma, vload, vmul, vstore
-from .work import PARALLEL_MIN_FLOATS, band_item, row_chunks, start_work, take, work_counter
-
-
-def threads_for(threads: int, floats: int) -> tuple:
-    """(kernel name suffix, extra arguments) of a blocked op writing ``floats`` outputs in a session
-    of ``threads``: ('_mt', (work counter,)) or ('', ())."""
-    if threads > 1 and floats >= PARALLEL_MIN_FLOATS:
-        return "_mt", (work_counter(threads),)
-    return "", ()
+from .work import band_item, row_chunks, start_work, take
 
 
 # f32_blocked_maxpool geometry

@@ -31,6 +31,15 @@ PARALLEL_MIN_FLOATS = 16384
 LINE = 8  # int64 per cache line: each worker's cursor on its own line (no false sharing between them)
 
 
+def threads_for(threads: int, floats: int, items: int = 2) -> tuple:
+    """Run a memory-bound pass writing ``floats`` outputs over the session's ``threads``? Returns
+    (kernel name suffix, extra arguments): ('_mt', (work counter,)), or ('', ()) for one thread, too
+    little work, or fewer than two ``items`` to share."""
+    if threads > 1 and floats >= PARALLEL_MIN_FLOATS and items > 1:
+        return "_mt", (work_counter(threads),)
+    return "", ()
+
+
 def work_counter(threads: int) -> np.ndarray:
     """The ``work`` argument of the ``_mt`` kernels for ``threads`` workers."""
     w = np.zeros(LINE * (threads + 1), np.int64)

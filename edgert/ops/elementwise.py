@@ -6,6 +6,7 @@ import numpy as np
 
 from ..kernels import elementwise as K
 from ..kernels.act import CODES, act_args, reference_act
+from ..kernels.work import threads_for
 from .common import ACT_ATTRS, broadcast_shape, broadcast_strides, check_activation, coalesce, flat
 from .registry import OpDef, Prepared, register
 
@@ -51,15 +52,14 @@ class _Binary(OpDef):
         if tuple(a.shape) == tuple(b.shape) == tuple(out.shape):
             if ctx.is_blocked(node.outputs[0]) and self.name == "Add":
                 from ..kernels import blocked_ops as KBO  # relu/clip at most (runtime/layout.py checked)
-                _, mt = KBO.threads_for(ctx.threads, out.size)
+                _, mt = threads_for(ctx.threads, out.size)
                 if mt:
                     P = int(np.prod(out.shape[2:]))
                     return Prepared("f32_blocked_add_mt", KBO.f32_blocked_add_mt,
                                     lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), P, *act, *mt),
                                     reason="same shapes (blocked): vectors over threads")
             # Blocked tensors of one shape have one physical layout too: the same flat loop.
-            from ..kernels import blocked_ops as KBO
-            _, mt = KBO.threads_for(ctx.threads, out.size)
+            _, mt = threads_for(ctx.threads, out.size)
             if mt:
                 return Prepared("f32_binary_same_mt", K.f32_binary_same_mt,
                                 lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), op, *act, *mt),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.work import PARALLEL_MIN_FLOATS
+from ..kernels.work import threads_for
 from .common import flat
 from .registry import REQUIRED, OpDef, Prepared, register
 
@@ -17,9 +17,8 @@ from .registry import REQUIRED, OpDef, Prepared, register
 def _reorder_prepared(name, N, C, P, ctx, what):
     from ..kernels import blocked as KB
     g = np.array([N, C, P], np.int64)
-    T = ctx.threads if ctx.threads > 1 and N * C * P >= PARALLEL_MIN_FLOATS else 1
-    kname = name + ("_mt" if T > 1 else "")
-    mt = (KB.work_counter(T),) if T > 1 else ()
+    sfx, mt = threads_for(ctx.threads, N * C * P)
+    kname, T = name + sfx, ctx.threads if mt else 1
     return Prepared(kname, getattr(KB, kname), lambda i, o, s: (flat(i[0]), flat(o[0]), g, *mt),
                     packed={"geometry": g}, reason=f"{what}: {N * C} planes of {P} pixels, "
                                                    f"{T} thread{'s' if T > 1 else ''}")

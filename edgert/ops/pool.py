@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.work import threads_for
 from ..kernels import pool as K
 from ..kernels import reduce as R
 from .common import flat
@@ -123,7 +124,7 @@ class MaxPool(_Pool):
         if ctx.is_blocked(node.outputs[0]):
             from ..kernels import blocked_ops as KBO
             gb = np.array([N * -(-C // KBO.VW), H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw], dtype=np.int64)
-            sfx, mt = KBO.threads_for(ctx.threads, outs[0].size)
+            sfx, mt = threads_for(ctx.threads, outs[0].size)
             return Prepared("f32_blocked_maxpool" + sfx, getattr(KBO, "f32_blocked_maxpool" + sfx),
                             lambda i, o, s: (flat(i[0]), flat(o[0]), gb, *mt),
                             packed={"geometry": gb}, reason=f"{kh}x{kw} s{sh}x{sw}, {KBO.VW} channels per vector "

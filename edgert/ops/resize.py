@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from ..kernels.work import threads_for
 from ..kernels import resize as K
 from .common import flat
 from .pool import row_chunks, use_threads
@@ -150,7 +151,7 @@ class Resize(OpDef):
         from ..kernels import blocked_ops as KBO
         N, C = ins[0].shape[:2]
         g = np.array([N * -(-C // KBO.VW), H, W, OH, OW], dtype=np.int64)
-        sfx, mt = KBO.threads_for(ctx.threads, outs[0].size)
+        sfx, mt = threads_for(ctx.threads, outs[0].size)
         threads = ", over threads" if mt else ""
         if attrs["mode"] == "nearest":
             packed = {"rows": nearest_indices(hc, H, attrs["nearest_mode"]),

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..kernels import shape as K
-from ..kernels.work import PARALLEL_MIN_FLOATS, work_counter
+from ..kernels.work import threads_for
 from .common import coalesce, flat
 from .registry import REQUIRED, OpDef, Prepared, Sequence, register
 
@@ -125,7 +125,7 @@ class Transpose(OpDef):
             from ..kernels import blocked_ops as KBO
             N, C, H, W = ins[0].shape
             g = np.array([N, C, H * W], np.int64)
-            sfx, mt = KBO.threads_for(ctx.threads, outs[0].size)
+            sfx, mt = threads_for(ctx.threads, outs[0].size)
             return Prepared("f32_blocked_to_nhwc" + sfx, getattr(KBO, "f32_blocked_to_nhwc" + sfx),
                             lambda i, o, s: (flat(i[0]), flat(o[0]), g, *mt), packed={"geometry": g},
                             reason=f"blocked by {KBO.VW} channels -> NHWC" + (", over threads" if mt else ""))
@@ -147,8 +147,7 @@ class Transpose(OpDef):
             batch, sbatch = dims[0] if len(dims) == 3 else (1, a * b)
             if sa == 1 and sb == a and sbatch == a * b:
                 what = {(0, 2, 3, 1): "NCHW->NHWC", (0, 3, 1, 2): "NHWC->NCHW"}.get(tuple(perm), "2-d transpose")
-                mt = (work_counter(ctx.threads),) if ctx.threads > 1 and outs[0].size >= PARALLEL_MIN_FLOATS \
-                    and batch * -(-b // K.TRANSPOSE_TILE) > 1 else ()
+                _, mt = threads_for(ctx.threads, outs[0].size, batch * -(-b // K.TRANSPOSE_TILE))
                 name = "f32_transpose_2d" + ("_mt" if mt else "")
                 return Prepared(name, getattr(K, name),
                                 lambda i, o, s: (flat(i[0]), flat(o[0]), batch, b, a, *mt),
@@ -320,7 +319,7 @@ class Pad(OpDef):
             from ..kernels import blocked_ops as KBO
             N, C, H, W = shape
             g = np.array([N, C, -(-C // KBO.VW), -(-outs[0].shape[1] // KBO.VW), H * W], np.int64)
-            sfx, mt = KBO.threads_for(ctx.threads, outs[0].size)
+            sfx, mt = threads_for(ctx.threads, outs[0].size)
             return Prepared("f32_blocked_pad_channels" + sfx, getattr(KBO, "f32_blocked_pad_channels" + sfx),
                             lambda i, o, s: (flat(i[0]), flat(o[0]), g, *mt), packed={"geometry": g},
                             reason=f"{C} -> {outs[0].shape[1]} channels, zeros appended (blocked)"
@@ -473,7 +472,7 @@ class DepthToSpace(OpDef):
         c, i, j = np.meshgrid(np.arange(C), np.arange(b), np.arange(b), indexing="ij")
         chan = ((i * b + j) * C + c) if attrs["mode"] == "DCR" else (c * b * b + i * b + j)
         chan = np.ascontiguousarray(chan.reshape(-1), dtype=np.int64)
-        mt = (work_counter(ctx.threads),) if ctx.threads > 1 and outs[0].size >= PARALLEL_MIN_FLOATS and N * C > 1 else ()
+        _, mt = threads_for(ctx.threads, outs[0].size, N * C)
         name = "f32_depth_to_space" + ("_mt" if mt else "")
         return Prepared(name, getattr(K, name),
                         lambda i_, o, s: (flat(i_[0]), flat(o[0]), chan, N, C, H, W, b, *mt),
