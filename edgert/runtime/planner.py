@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 ALIGN = 64
 # Steps a shared-read buffer stays out of reach of band writers. pose_detection at 2 threads
-# (2026-11-28): gap 3 -> arena 4.3 -> 4.8 MB; gap 8 -> 6.9 MB and every depthwise conv on 14x14 at
-# 1.8-1.9x; gap 100 -> 10.5 MB, no faster.
+# (2026-11-27, same-run medians): gap 0 5.37-5.51 ms, 3 5.29-5.32, 8 5.21-5.26; the arena stays
+# 4.3 MB at all three. A prototype that also kept out every spmm output needed 6.9 MB at gap 8.
 REUSE_GAP = 8
 
 
