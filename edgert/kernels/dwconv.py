@@ -25,7 +25,7 @@ grid (OH rows of Wq, the last Wq - OW of each row junk and never stored) one tap
 whole plane, which keeps the loops long enough for LLVM's vector loop, then stored with the
 activation. Scratch per worker: sh*sw*(Hq+1)*Wq + OH*Wq floats (``scratch_floats``).
 
-``_mt`` kernels split the planes over scratch.shape[0] workers.
+``_mt`` kernels share the planes among work[0] workers in bands (``_planes_mt``, work.py).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import numpy as np
 from ._jit import inline, kernel, prange
 from .act import CLIP, RELU, apply_act
 from .im2col import valid_range
+from .work import start_work, take
 from .simd import (
     VW,
     vadd,
@@ -430,11 +431,9 @@ MODE_GENERIC, MODE_ROWS, MODE_GRID = 0, 1, 2
 
 
 @inline
-def _planes(x, w, bias, out, g, scratch, t, T, mode, code, p, q):
-    buf = scratch[t]
-    # Contiguous ranges of planes per worker: with every other plane (t, t+T, ...) two workers wrote
-    # the cache lines where neighbouring small planes meet (a 7x7 plane is 196 bytes).
-    for pidx in range(t * g[D_PLANES] // T, (t + 1) * g[D_PLANES] // T):
+def _planes(x, w, bias, out, g, buf, p0, p1, mode, code, p, q):
+    """Output planes p0..p1-1 with scratch row ``buf``."""
+    for pidx in range(p0, p1):
         if mode == MODE_GRID:
             if g[D_KH] == 3 and g[D_SW] == 1:
                 _plane_grid(x, w, bias, out, g, buf, pidx, code, p, q, 3, 1)
@@ -458,46 +457,57 @@ def _planes(x, w, bias, out, g, scratch, t, T, mode, code, p, q):
             _plane_phases(x, w, bias, out, g, buf, pidx, code, p, q)
 
 
+@inline
+def _planes_mt(x, w, bias, out, g, scratch, mode, code, p, q, work):
+    """The planes in 8 contiguous chunks per worker, taken from the bands (work.py): on idle cores
+    worker t computes the t-th band of planes, the band of output channels the sparse 1x1 before it
+    wrote on the same core; a worker on a busy core leaves chunks to the other. Contiguous planes,
+    not every T-th: with every other plane two workers wrote the cache lines where neighbouring
+    small planes meet (a 7x7 plane is 196 bytes)."""
+    P = g[D_PLANES]
+    n = min(P, 8 * work[0])
+    start_work(work)
+    for t in prange(work[0]):
+        it = take(work, t, n)
+        while it >= 0:
+            _planes(x, w, bias, out, g, scratch[t], P * it // n, P * (it + 1) // n, mode, code, p, q)
+            it = take(work, t, n)
+
+
 @kernel
 def f32_dwconv_direct(x, w, bias, out, g, scratch, code, p, q):
     """Depthwise 3x3 or 5x5 at stride 1 or 2 (same on both axes), no dilation, any pads."""
-    _planes(x, w, bias, out, g, scratch, np.int64(0), np.int64(1), MODE_ROWS, code, p, q)
+    _planes(x, w, bias, out, g, scratch[0], np.int64(0), g[D_PLANES], MODE_ROWS, code, p, q)
 
 
 @kernel(parallel=True)
-def f32_dwconv_direct_mt(x, w, bias, out, g, scratch, code, p, q):
-    """``f32_dwconv_direct`` with the planes split over scratch.shape[0] workers."""
-    T = scratch.shape[0]
-    for t in prange(T):
-        _planes(x, w, bias, out, g, scratch, t, T, MODE_ROWS, code, p, q)
+def f32_dwconv_direct_mt(x, w, bias, out, g, scratch, code, p, q, work):
+    """``f32_dwconv_direct`` by work[0] workers (scratch row t for worker t)."""
+    _planes_mt(x, w, bias, out, g, scratch, MODE_ROWS, code, p, q, work)
 
 
 @kernel
 def f32_dwconv_generic(x, w, bias, out, g, scratch, code, p, q):
     """Depthwise with any kernel size, stride, dilation and pads, through phase planes."""
-    _planes(x, w, bias, out, g, scratch, np.int64(0), np.int64(1), MODE_GENERIC, code, p, q)
+    _planes(x, w, bias, out, g, scratch[0], np.int64(0), g[D_PLANES], MODE_GENERIC, code, p, q)
 
 
 @kernel(parallel=True)
-def f32_dwconv_generic_mt(x, w, bias, out, g, scratch, code, p, q):
-    """``f32_dwconv_generic`` with the planes split over scratch.shape[0] workers."""
-    T = scratch.shape[0]
-    for t in prange(T):
-        _planes(x, w, bias, out, g, scratch, t, T, MODE_GENERIC, code, p, q)
+def f32_dwconv_generic_mt(x, w, bias, out, g, scratch, code, p, q, work):
+    """``f32_dwconv_generic`` by work[0] workers (scratch row t for worker t)."""
+    _planes_mt(x, w, bias, out, g, scratch, MODE_GENERIC, code, p, q, work)
 
 
 @kernel
 def f32_dwconv_grid(x, w, bias, out, g, scratch, code, p, q):
     """Depthwise 3x3 or 5x5 at stride 1 or 2, no dilation, on small planes (flat output grid)."""
-    _planes(x, w, bias, out, g, scratch, np.int64(0), np.int64(1), MODE_GRID, code, p, q)
+    _planes(x, w, bias, out, g, scratch[0], np.int64(0), g[D_PLANES], MODE_GRID, code, p, q)
 
 
 @kernel(parallel=True)
-def f32_dwconv_grid_mt(x, w, bias, out, g, scratch, code, p, q):
-    """``f32_dwconv_grid`` with the planes split over scratch.shape[0] workers."""
-    T = scratch.shape[0]
-    for t in prange(T):
-        _planes(x, w, bias, out, g, scratch, t, T, MODE_GRID, code, p, q)
+def f32_dwconv_grid_mt(x, w, bias, out, g, scratch, code, p, q, work):
+    """``f32_dwconv_grid`` by work[0] workers (scratch row t for worker t)."""
+    _planes_mt(x, w, bias, out, g, scratch, MODE_GRID, code, p, q, work)
 
 
 # --- small planes, VW channels at a time: channels in the vector lanes ------------------------------

@@ -31,6 +31,7 @@ from ..kernels import gemm_t as KT
 from ..kernels import gemv as KV
 from ..kernels import spmm as KS
 from ..kernels.act import act_args, reference_act
+from ..kernels.work import work_counter
 from .common import ACT_ATTRS, check_activation, flat
 from .conv_blocked import prepare_blocked
 from .registry import OpDef, Prepared, Sequence, register
@@ -280,11 +281,12 @@ class Conv(OpDef):
         T = min(_workers(ctx, macs, N * M, DW_PARALLEL_MIN_MACS), N * M)
         name = base + ("_mt" if T > 1 else "")
         act = act_args(attrs)
+        mt = (work_counter(T),) if T > 1 else ()
 
         def bind(i, o, s):
             weight = packed["weight"] if "weight" in packed else flat(i[1])
             bias = packed["bias"] if "bias" in packed else flat(i[2])
-            return (flat(writable(i[0])), weight, bias, flat(o[0]), g, s[0], *act)
+            return (flat(writable(i[0])), weight, bias, flat(o[0]), g, s[0], *act, *mt)
 
         mult = f", channel multiplier {M // C}" if M != C else ""
         per_worker = (KD.grid_layout(OH, OW, kh, sh)[3] if grid else

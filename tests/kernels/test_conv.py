@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import edgert.ops.conv as conv_op
@@ -272,6 +272,34 @@ def test_threaded_conv_paths(x_shape, w_shape, attrs, kernel):
     got, want, sess = run_conv("Conv", x_shape, w_shape, {**attrs, **act_attrs("relu")}, 2, threads=2)
     assert sess.describe()["nodes"][0]["kernel"] == kernel
     assert_close(got[0], want[0], what=kernel)
+
+
+@pytest.mark.arm
+@settings(max_examples=15, deadline=None)
+@given(planes=st.integers(1, 40), hw=st.sampled_from([(7, 7), (14, 14), (9, 20), (30, 30)]), k=st.sampled_from([3, 5]),
+       s=st.sampled_from([1, 2]), mode=st.sampled_from(["grid", "direct", "generic"]), workers=st.integers(2, 3),
+       seed=st.integers(0, 99))
+def test_dwconv_mt_bands_are_the_serial_kernel(planes, hw, k, s, mode, workers, seed):
+    """Chunks of planes taken from the bands by more workers than threads: every plane exactly once,
+    each worker with its own scratch row, bitwise the serial kernel's output."""
+    from edgert.kernels import dwconv as KD
+    from edgert.kernels.work import work_counter
+    H, W = hw
+    pad = k // 2
+    OH, OW = (H + 2 * pad - k) // s + 1, (W + 2 * pad - k) // s + 1
+    g = KD.geometry(planes, 1, H, W, OH, OW, k, k, s, s, pad, pad, 1, 1)
+    per = {"grid": KD.grid_layout(OH, OW, k, s)[3], "direct": KD.rows_scratch_floats(OH, OW, k, s),
+           "generic": KD.scratch_floats(g)}[mode]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(planes * H * W).astype(np.float32)
+    w = rng.standard_normal(planes * k * k).astype(np.float32)
+    b = rng.standard_normal(planes).astype(np.float32)
+    want = np.empty(planes * OH * OW, np.float32)
+    getattr(KD, f"f32_dwconv_{mode}")(x, w, b, want, g, np.zeros((1, per), np.float32), 1, 0.0, 0.0)
+    got = np.full_like(want, 7.0)
+    getattr(KD, f"f32_dwconv_{mode}_mt")(x, w, b, got, g, np.zeros((workers, per), np.float32), 1, 0.0, 0.0,
+                                         work_counter(workers))
+    np.testing.assert_array_equal(got, want)
 
 
 def test_depthwise_and_pointwise_keep_nan_and_inf():
