@@ -50,16 +50,14 @@ class _Binary(OpDef):
                             lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), g), packed={"geometry": g},
                             reason="per-channel scale, one vector per pixel (blocked)")
         if tuple(a.shape) == tuple(b.shape) == tuple(out.shape):
-            if ctx.is_blocked(node.outputs[0]) and self.name == "Add":
-                from ..kernels import blocked_ops as KBO  # relu/clip at most (runtime/layout.py checked)
-                _, mt = threads_for(ctx.threads, out.size)
-                if mt:
-                    P = int(np.prod(out.shape[2:]))
-                    return Prepared("f32_blocked_add_mt", KBO.f32_blocked_add_mt,
-                                    lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), P, *act, *mt),
-                                    reason="same shapes (blocked): vectors over threads")
-            # Blocked tensors of one shape have one physical layout too: the same flat loop.
             _, mt = threads_for(ctx.threads, out.size)
+            if mt and ctx.is_blocked(node.outputs[0]) and self.name == "Add":
+                from ..kernels import blocked_ops as KBO  # relu/clip at most (runtime/layout.py checked)
+                P = int(np.prod(out.shape[2:]))
+                return Prepared("f32_blocked_add_mt", KBO.f32_blocked_add_mt,
+                                lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), P, *act, *mt),
+                                reason="same shapes (blocked): vectors over threads")
+            # Blocked tensors of one shape have one physical layout too: the same flat loop.
             if mt:
                 return Prepared("f32_binary_same_mt", K.f32_binary_same_mt,
                                 lambda i, o, s: (flat(i[0]), flat(i[1]), flat(o[0]), op, *act, *mt),
