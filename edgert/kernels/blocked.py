@@ -56,7 +56,7 @@ import numpy as np
 
 from ._jit import inline, kernel, prange
 from .act import CLIP, RELU, apply_act, vact
-from .work import band_item, row_chunks, start_work, take, work_counter  # noqa: F401  (work_counter: the _mt kernels' argument)
+from .work import band_item, spans_per_plane, start_work, take, work_counter  # noqa: F401  (work_counter: the _mt kernels' argument)
 from .simd import VW, vadd, vbroadcast, vbroadcast_at, vclamp, vfence, vfma, vload, vmul, vrelu, vstore
 
 # Geometry fields.
@@ -2169,7 +2169,7 @@ def _dw_split(g):
     """(blocks, row chunks per block): enough items for MT_ITEMS in parallel, and at least 4 row
     chunks, so that workers' bands (work.py) are bands of rows, as in the 1x1 convs around."""
     nblk = g[DW_N] * g[DW_CB]
-    return nblk, row_chunks(nblk, g[DW_OH], MT_ITEMS)
+    return nblk, spans_per_plane(nblk, g[DW_OH], MT_ITEMS)
 
 
 @kernel

@@ -20,7 +20,7 @@ from ._jit import inline, kernel, prange
 from .act import vact
 from .blocked import MT_ITEMS, vprelu
 from .simd import VW, vadd, vbroadcast, vfma, vload, vmul, vstore
-from .work import band_item, row_chunks, start_work, take
+from .work import band_item, spans_per_plane, start_work, take
 
 
 # f32_blocked_maxpool geometry
@@ -83,7 +83,7 @@ def f32_blocked_maxpool(x, out, g):
 def f32_blocked_maxpool_mt(x, out, g, work):
     """``f32_blocked_maxpool`` over work[0] workers taking (plane, row chunk) items (work.py)."""
     planes, OH = g[MP_PLANES], g[MP_OH]
-    nch = row_chunks(planes, OH, MT_ITEMS)
+    nch = spans_per_plane(planes, OH, MT_ITEMS)
     start_work(work)
     for _t in prange(work[0]):
         it = take(work, _t, planes * nch)
@@ -170,7 +170,7 @@ def f32_blocked_to_nhwc(x, out, g):
 def f32_blocked_to_nhwc_mt(x, out, g, work):
     """``f32_blocked_to_nhwc`` over work[0] workers taking (image, pixel span) items (work.py)."""
     N, P = g[0], g[2]
-    nch = row_chunks(N, P, MT_ITEMS)
+    nch = spans_per_plane(N, P, MT_ITEMS)
     start_work(work)
     for _t in prange(work[0]):
         it = take(work, _t, N * nch)
@@ -252,7 +252,7 @@ def f32_blocked_resize_linear(x, out, h0, h1, hw, w0, w1, ww, g):
 def f32_blocked_resize_linear_mt(x, out, h0, h1, hw, w0, w1, ww, g, work):
     """``f32_blocked_resize_linear`` over work[0] workers taking (plane, row chunk) items (work.py)."""
     planes, OH = g[0], g[3]
-    nch = row_chunks(planes, OH, MT_ITEMS)
+    nch = spans_per_plane(planes, OH, MT_ITEMS)
     start_work(work)
     for _t in prange(work[0]):
         it = take(work, _t, planes * nch)
@@ -285,7 +285,7 @@ def f32_blocked_resize_nearest(x, out, rows, cols, g):
 def f32_blocked_resize_nearest_mt(x, out, rows, cols, g, work):
     """``f32_blocked_resize_nearest`` over work[0] workers taking (plane, row chunk) items (work.py)."""
     planes, OH = g[0], g[3]
-    nch = row_chunks(planes, OH, MT_ITEMS)
+    nch = spans_per_plane(planes, OH, MT_ITEMS)
     start_work(work)
     for _t in prange(work[0]):
         it = take(work, _t, planes * nch)

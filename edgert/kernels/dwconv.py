@@ -35,7 +35,7 @@ import numpy as np
 from ._jit import inline, kernel, prange
 from .act import CLIP, RELU, apply_act
 from .im2col import valid_range
-from .work import start_work, take
+from .work import ITEMS_PER_WORKER, start_work, take
 from .simd import (
     VW,
     vadd,
@@ -459,13 +459,13 @@ def _planes(x, w, bias, out, g, buf, p0, p1, mode, code, p, q):
 
 @inline
 def _planes_mt(x, w, bias, out, g, scratch, mode, code, p, q, work):
-    """The planes in 8 contiguous chunks per worker, taken from the bands (work.py): on idle cores
-    worker t computes the t-th band of planes, the band of output channels the sparse 1x1 before it
-    wrote on the same core; a worker on a busy core leaves chunks to the other. Contiguous planes,
-    not every T-th: with every other plane two workers wrote the cache lines where neighbouring
-    small planes meet (a 7x7 plane is 196 bytes)."""
+    """The planes in ITEMS_PER_WORKER contiguous chunks per worker, taken from the bands (work.py):
+    on idle cores worker t computes the t-th band of planes, the band of output channels the sparse
+    1x1 before it wrote on the same core; a worker on a busy core leaves chunks to the other.
+    Contiguous planes, not every T-th: with every other plane two workers wrote the cache lines
+    where neighbouring small planes meet (a 7x7 plane is 196 bytes)."""
     P = g[D_PLANES]
-    n = min(P, 8 * work[0])
+    n = min(P, ITEMS_PER_WORKER * work[0])
     start_work(work)
     for t in prange(work[0]):
         it = take(work, t, n)

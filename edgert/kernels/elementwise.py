@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._jit import inline, kernel, prange
 from .act import CLIP, HARDSWISH, NONE, RELU, SIGMOID, apply_act
-from .work import start_work, take
+from .work import ITEMS_PER_WORKER, start_work, take
 
 ADD, SUB, MUL, DIV, MAX, MIN, POW = range(7)
 BINARY_CODES = {"Add": ADD, "Sub": SUB, "Mul": MUL, "Div": DIV, "Max": MAX, "Min": MIN, "Pow": POW}
@@ -69,7 +69,7 @@ def f32_binary_same_mt(a, b, out, op, code, p, q, work):
     on idle cores worker t writes the t-th contiguous part, the band of planes an NCHW depthwise conv
     after it reads on the same core. Chunks are whole cache lines (16 floats)."""
     n = out.size
-    items = 8 * work[0]
+    items = ITEMS_PER_WORKER * work[0]
     lines = (n + 15) // 16
     start_work(work)
     for _t in prange(work[0]):

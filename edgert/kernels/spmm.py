@@ -25,7 +25,7 @@ import numpy as np
 
 from ._jit import inline, kernel, prange
 from .act import CLIP, NONE, RELU, apply_act, vact
-from .work import start_work, take
+from .work import ITEMS_PER_WORKER, start_work, take
 from .simd import VW, vadd, vbroadcast, vbroadcast_at, vfma, vload, vload_window, vstore, vstore_n
 
 TILE_V = 4  # vectors per register tile (16 registers on AVX-512/NEON: 4 accumulators + loads)
@@ -37,16 +37,16 @@ def use_pixel_bands(n_pixels: int, n_rows: int, n_cols: int, threads: int) -> bo
     """Split a layer's work in bands of pixels rather than of output channels? Each worker then reads
     only its band of the input instead of all of it, but a band's end cuts a register tile short
     (a 7x7 map split 32 + 17 pixels loads 4 vectors per nonzero for each part: 2x slower). Measured
-    on pose_detection's 38 sparse layers at 2 threads (2026-11-28): pixel bands win on 112x112 and
+    on pose_detection's 38 sparse layers at 2 threads (2026-11-27): pixel bands win on 112x112 and
     56x56 maps (0.120 -> 0.089 ms on 16 -> 64 channels at 112x112) and on 28x28 projections (more
     input than output channels), lose on 28x28 expansions, tie or lose at 14x14 and lose at 7x7."""
     tiles = n_pixels // TILE
-    return (threads > 1 and tiles >= 4 * threads and n_pixels >= 256 * threads
+    return (threads > 1 and tiles >= 4 * threads and n_pixels >= SMALL_MAP * threads
             and (n_rows <= n_cols or tiles >= 32 * threads))
 
 
 def chunks(n_pixels: int, n_rows: int, threads: int, pixel_bands: bool = False) -> tuple:
-    """(pixel chunks, channel chunks) giving at least ~8 items per thread when possible.
+    """(pixel chunks, channel chunks) giving about ITEMS_PER_WORKER items per thread when possible.
 
     Channel bands (items numbered channel chunk first): on idle cores worker t writes the t-th band
     of output planes, which the NCHW depthwise conv after it reads on the same core; the pixels are
@@ -58,7 +58,7 @@ def chunks(n_pixels: int, n_rows: int, threads: int, pixel_bands: bool = False) 
     2 threads."""
     if threads <= 1:
         return 1, 1
-    want = 8 * threads
+    want = ITEMS_PER_WORKER * threads
     if pixel_bands:
         pc = max(threads, min(want, n_pixels // TILE) // threads * threads)
         return pc, max(1, min(n_rows, -(-want // pc)))

@@ -29,6 +29,9 @@ from .simd import fetch_add
 # it saves.
 PARALLEL_MIN_FLOATS = 16384
 LINE = 8  # int64 per cache line: each worker's cursor on its own line (no false sharing between them)
+# Items per worker for kernels that cut their work into equal parts (sparse 1x1, NCHW depthwise,
+# flat elementwise): enough that a worker on a busy core can leave some to the other.
+ITEMS_PER_WORKER = 8
 
 
 def threads_for(threads: int, floats: int, items: int = 2) -> tuple:
@@ -69,7 +72,7 @@ def take(work, t, n):
 
 
 @inline
-def row_chunks(planes, rows, items):
+def spans_per_plane(planes, rows, items):
     """Row (or pixel) spans per plane for a kernel whose items are (span, plane): about ``items``
     items in all, and at least 4 spans, so that workers' bands are bands of rows."""
     return max(min(rows, np.int64(4)), min(rows, (items + planes - 1) // planes))
